@@ -1,0 +1,141 @@
+import KafkaClient
+
+/// Everything a Sluice process can be configured with.
+///
+/// Loaded by ``ConfigurationLoader`` from the built-in defaults, then `Config/sluice.yaml`
+/// (or `--config FILE`), then `SLUICE_*` environment variables, then command-line flags.
+/// YAML keys are snake_case; the environment variable of a key is `SLUICE_` followed by its
+/// path in upper case joined with `_` (e.g. `topics.dead_letters` → `SLUICE_TOPICS_DEAD_LETTERS`).
+public struct SluiceConfiguration: Codable, Sendable, Equatable {
+    public var kafka: Kafka
+    public var topics: Topics
+
+    public init(kafka: Kafka = Kafka(), topics: Topics = Topics()) {
+        self.kafka = kafka
+        self.topics = topics
+    }
+
+    /// Connection to the Kafka cluster.
+    public struct Kafka: Codable, Sendable, Equatable {
+        /// Bootstrap servers, `host:port`.
+        public var brokers: [String] = ["127.0.0.1:19092"]
+        /// Client id sent to the brokers.
+        public var clientId: String = "sluice"
+        /// The consumer group every worker of one deployment shares.
+        public var groupId: String = "sluice-workers"
+        /// A worker silent for this long is removed from the group and its partitions move.
+        public var sessionTimeoutMs: Int = 45_000
+        /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+        public var securityProtocol: String = "plaintext"
+        /// `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER` (empty: none).
+        public var saslMechanism: String = ""
+        public var saslUsername: String = ""
+        public var saslPassword: String = ""
+        /// PEM file of the CA that signed the brokers' certificates (empty: system store).
+        public var sslCaLocation: String = ""
+        /// Raw librdkafka properties, applied last (any key of librdkafka's CONFIGURATION.md).
+        public var properties: [String: String] = [:]
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case brokers
+            case clientId = "client_id"
+            case groupId = "group_id"
+            case sessionTimeoutMs = "session_timeout_ms"
+            case securityProtocol = "security_protocol"
+            case saslMechanism = "sasl_mechanism"
+            case saslUsername = "sasl_username"
+            case saslPassword = "sasl_password"
+            case sslCaLocation = "ssl_ca_location"
+            case properties
+        }
+    }
+
+    /// Topic names and how `sluice topics create` makes them.
+    public struct Topics: Codable, Sendable, Equatable {
+        /// Topics the workers consume requests from.
+        public var requests: [String] = ["sluice.requests"]
+        /// Default reply topic, when a request names none.
+        public var replies: String = "sluice.replies"
+        /// Escalated answers for human agents.
+        public var escalations: String = "sluice.escalations"
+        /// Rejected requests, unchanged, with the reason in headers.
+        public var deadLetters: String = "sluice.requests.dlq"
+        /// Partitions per topic when creating them; bounds how many workers share the load.
+        public var partitions: Int = 12
+        public var replicationFactor: Int = 1
+
+        public init() {}
+
+        /// Every topic Sluice reads or writes.
+        public var all: [String] { requests + [replies, escalations, deadLetters] }
+
+        enum CodingKeys: String, CodingKey {
+            case requests, replies, escalations, partitions
+            case deadLetters = "dead_letters"
+            case replicationFactor = "replication_factor"
+        }
+    }
+
+    /// Checks values that decode fine but cannot work; the message names the key.
+    public func validate() throws(ConfigurationError) {
+        func fail(_ key: String, _ problem: String) -> ConfigurationError {
+            ConfigurationError(key: key, message: problem)
+        }
+        if kafka.brokers.isEmpty { throw fail("kafka.brokers", "at least one broker is required") }
+        for broker in kafka.brokers where broker.split(separator: ":").count != 2 {
+            throw fail("kafka.brokers", "'\(broker)' is not host:port")
+        }
+        if kafka.groupId.isEmpty { throw fail("kafka.group_id", "must not be empty") }
+        if kafka.sessionTimeoutMs < 1000 { throw fail("kafka.session_timeout_ms", "must be at least 1000") }
+        let protocols = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"]
+        if !protocols.contains(kafka.securityProtocol.lowercased()) {
+            throw fail("kafka.security_protocol", "must be one of \(protocols.joined(separator: ", "))")
+        }
+        if topics.requests.isEmpty || topics.requests.contains(where: \.isEmpty) {
+            throw fail("topics.requests", "needs at least one non-empty topic name")
+        }
+        for (key, name) in [("topics.replies", topics.replies), ("topics.escalations", topics.escalations),
+                            ("topics.dead_letters", topics.deadLetters)] where name.isEmpty {
+            throw fail(key, "must not be empty")
+        }
+        if Set(topics.all).count != topics.all.count {
+            throw fail("topics", "request, reply, escalation and dead-letter topics must all differ")
+        }
+        if !(1...10_000).contains(topics.partitions) { throw fail("topics.partitions", "must be 1...10000") }
+        if !(1...32).contains(topics.replicationFactor) { throw fail("topics.replication_factor", "must be 1...32") }
+    }
+}
+
+extension SluiceConfiguration.Kafka {
+    /// The Kafka layer's connection settings.
+    public var clientConfiguration: KafkaClientConfiguration {
+        KafkaClientConfiguration(
+            bootstrapServers: brokers,
+            clientID: clientId,
+            security: KafkaSecurity(
+                protocol: securityProtocol,
+                saslMechanism: saslMechanism.isEmpty ? nil : saslMechanism,
+                saslUsername: saslUsername.isEmpty ? nil : saslUsername,
+                saslPassword: saslPassword.isEmpty ? nil : saslPassword,
+                caLocation: sslCaLocation.isEmpty ? nil : sslCaLocation
+            ),
+            properties: properties
+        )
+    }
+}
+
+/// A configuration value that is missing, malformed or out of range.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    /// The dotted key, e.g. `kafka.brokers`, or the file.
+    public var key: String
+    public var message: String
+
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
+
+    public var description: String { "configuration error at \(key): \(message)" }
+}

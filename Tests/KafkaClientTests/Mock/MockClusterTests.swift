@@ -1,0 +1,169 @@
+import Foundation
+@testable import KafkaClient
+import Testing
+
+/// The Kafka layer against librdkafka's in-process mock cluster: fast, and able to inject
+/// broker faults a real broker cannot be made to produce on demand.
+@Suite("KafkaClient on the mock cluster")
+struct MockClusterTests {
+    let cluster: KafkaMockCluster
+    let topic = uniqueTopic("mock")
+
+    init() throws {
+        cluster = try KafkaMockCluster(brokers: 3)
+        try cluster.createTopic(topic, partitions: 3)
+    }
+
+    private func client() -> KafkaClientConfiguration {
+        KafkaClientConfiguration(bootstrapServers: cluster.bootstrapServers.split(separator: ",").map(String.init))
+    }
+
+    private func producer(properties: [String: String] = [:]) throws -> KafkaProducer {
+        try KafkaProducer(
+            configuration: KafkaProducerConfiguration(
+                client: client(),
+                linger: .milliseconds(1),
+                deliveryTimeout: .seconds(20),
+                properties: properties
+            )
+        )
+    }
+
+    private func consumer() throws -> KafkaConsumer {
+        try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: client(), groupID: uniqueTopic("g"), sessionTimeout: .seconds(6)))
+    }
+
+    @Test("produce and consume keep key, value and headers")
+    func roundTrip() async throws {
+        let producer = try producer()
+        let sent = KafkaProducerMessage(
+            topic: topic,
+            partition: 1,
+            key: Array("customer-7".utf8),
+            value: Array("{\"request_id\":\"r1\"}".utf8),
+            headers: [KafkaHeader(name: "correlation-id", string: "c-1"), KafkaHeader(name: "empty", value: nil)]
+        )
+        let report = try await producer.send(sent)
+        #expect(report.topic == topic && report.partition == 1 && report.offset == 0)
+
+        let consumer = try consumer()
+        try consumer.subscribe(topics: [topic])
+        let received = try await withDeadline(30, "the message") { try await collect(1, from: consumer) }
+        #expect(received[0].key == sent.key)
+        #expect(received[0].value == sent.value)
+        #expect(received[0].headers == sent.headers)
+        #expect(received[0].offset == 0)
+        try await consumer.close()
+        try await producer.close()
+    }
+
+    @Test("retriable broker errors on Produce are retried until the send succeeds, without duplicates")
+    func retriableProduceErrors() async throws {
+        let producer = try producer()
+        cluster.pushRequestErrors(.produce, [.notLeaderForPartition, .requestTimedOut, .notEnoughReplicas])
+        let report = try await withDeadline(30, "delivery after retries") {
+            try await producer.send(KafkaProducerMessage(topic: topic, partition: 0, value: Array("after faults".utf8)))
+        }
+        #expect(report.partition == 0)
+        // Idempotence: however many attempts were made, exactly one copy was written.
+        try await producer.send(KafkaProducerMessage(topic: topic, partition: 0, value: Array("marker".utf8)))
+        let consumer = try consumer()
+        try consumer.subscribe(topics: [topic])
+        let received = try await withDeadline(30, "both messages") { try await collect(2, from: consumer) }
+        #expect(received.map { String(decoding: $0.value, as: UTF8.self) } == ["after faults", "marker"])
+        try await consumer.close()
+        try await producer.close()
+    }
+
+    @Test("a non-retriable broker error fails the send with a delivery error")
+    func permanentProduceError() async throws {
+        let producer = try producer()
+        cluster.pushRequestErrors(.produce, [.topicAuthorizationFailed])
+        let error = try await withDeadline(30, "the delivery failure") { () async throws -> KafkaError? in
+            do {
+                try await producer.send(KafkaProducerMessage(topic: topic, partition: 2, value: [1, 2, 3]))
+                return nil
+            } catch let error as KafkaError {
+                return error
+            }
+        }
+        let failure = try #require(error)
+        #expect(failure.code == .delivery)
+        #expect(failure.rdKafkaName == "TOPIC_AUTHORIZATION_FAILED")
+        #expect(!failure.isRetriable)
+        try await producer.close()
+    }
+
+    @Test("a retriable commit error is surfaced and the next commit succeeds")
+    func commitRetry() async throws {
+        let producer = try producer()
+        for index in 0..<3 {
+            try await producer.send(KafkaProducerMessage(topic: topic, partition: 0, value: [UInt8(index)]))
+        }
+        let consumer = try consumer()
+        try consumer.subscribe(topics: [topic])
+        let received = try await withDeadline(30, "3 messages") { try await collect(3, from: consumer) }
+        try consumer.storeOffset(received[2])
+        cluster.pushRequestErrors(.offsetCommit, [.coordinatorNotAvailable, .coordinatorNotAvailable, .coordinatorNotAvailable, .coordinatorNotAvailable])
+        // librdkafka retries coordinator errors internally; the commit either succeeds after
+        // them or reports a retriable error — never a silent loss.
+        do {
+            try await consumer.commit()
+        } catch let error as KafkaError {
+            #expect(error.isRetriable, "\(error)")
+            try await consumer.commit()
+        }
+        let committed = try await consumer.committedOffsets(for: [KafkaTopicPartition(topic: topic, partition: 0)])
+        #expect(committed.map(\.offset) == [3])
+        try await consumer.close()
+        try await producer.close()
+    }
+
+    @Test("a closed producer refuses sends with a clear error")
+    func closedProducer() async throws {
+        let producer = try producer()
+        try await producer.close()
+        await #expect(throws: KafkaError.self) {
+            try await producer.send(KafkaProducerMessage(topic: topic, value: [1]))
+        }
+    }
+}
+
+@Suite("KafkaClient configuration and version checks")
+struct KafkaConfigurationTests {
+    @Test("bad configuration is rejected with the key named")
+    func badConfiguration() throws {
+        let noServers = KafkaClientConfiguration(bootstrapServers: [])
+        #expect(throws: KafkaError.self) { try KafkaProducer(configuration: KafkaProducerConfiguration(client: noServers)) }
+
+        let noPort = KafkaClientConfiguration(bootstrapServers: ["localhost"])
+        #expect(throws: KafkaError.self) { try KafkaAdmin(configuration: noPort) }
+
+        let unknownProperty = KafkaClientConfiguration(bootstrapServers: ["127.0.0.1:1"], properties: ["no.such.property": "1"])
+        do {
+            _ = try KafkaProducer(configuration: KafkaProducerConfiguration(client: unknownProperty))
+            Issue.record("an unknown librdkafka property was accepted")
+        } catch let error as KafkaError {
+            #expect(error.code == .configuration)
+            #expect(error.message.contains("no.such.property"))
+        }
+
+        let emptyGroup = KafkaConsumerConfiguration(client: KafkaClientConfiguration(bootstrapServers: ["h:1"]), groupID: "")
+        #expect(throws: KafkaError.self) { try KafkaConsumer(configuration: emptyGroup) }
+    }
+
+    @Test("the linked librdkafka passes the version check and Debian 12's 2.0.2 would not")
+    func versionCheck() throws {
+        try Librdkafka.checkVersion()
+        #expect(Librdkafka.versionNumber >= 0x0201_0200)
+        #expect(Librdkafka.version.hasPrefix("2."))
+        do {
+            try Librdkafka.check(versionNumber: 0x0200_02FF, versionString: "2.0.2")
+            Issue.record("librdkafka 2.0.2 was accepted")
+        } catch {
+            #expect(error.code == .unsupportedLibrdkafka)
+            #expect(error.message.contains("ops/bootstrap"))
+        }
+        try Librdkafka.check(versionNumber: 0x0201_02FF, versionString: "2.1.2")
+    }
+}

@@ -19,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .systemLibrary(
@@ -35,8 +37,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "AuditLog",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Worker",
             dependencies: [
+                "AuditLog",
                 "KafkaClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -46,6 +57,7 @@ let package = Package(
         .executableTarget(
             name: "sluice",
             dependencies: [
+                "AuditLog",
                 "KafkaClient",
                 "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -56,6 +68,11 @@ let package = Package(
         .testTarget(
             name: "KafkaClientTests",
             dependencies: ["KafkaClient"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AuditLogTests",
+            dependencies: ["AuditLog"],
             swiftSettings: strictSettings
         ),
         .testTarget(

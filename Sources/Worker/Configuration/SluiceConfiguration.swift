@@ -1,3 +1,4 @@
+import AuditLog
 import KafkaClient
 
 /// Everything a Sluice process can be configured with.
@@ -9,10 +10,12 @@ import KafkaClient
 public struct SluiceConfiguration: Codable, Sendable, Equatable {
     public var kafka: Kafka
     public var topics: Topics
+    public var audit: Audit
 
-    public init(kafka: Kafka = Kafka(), topics: Topics = Topics()) {
+    public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit()) {
         self.kafka = kafka
         self.topics = topics
+        self.audit = audit
     }
 
     /// Connection to the Kafka cluster.
@@ -78,6 +81,46 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         }
     }
 
+    /// The compliance audit log (SQLite).
+    public struct Audit: Codable, Sendable, Equatable {
+        /// The SQLite file; one per host, shared by the workers on it. Keep it on local disk.
+        public var db: String = "data/audit.sqlite"
+        /// Base64 HMAC key (>= 16 bytes) for customer pseudonyms. Empty: a fixed development
+        /// key, with a warning — set a secret one in production (SLUICE_AUDIT_PSEUDONYM_KEY).
+        public var pseudonymKey: String = ""
+        /// Base64 AES-256 key; when set, original prompts are stored sealed for `sluice audit reveal`.
+        public var sealingKey: String = ""
+        /// Base64 Ed25519 private key that signs checkpoints (`sluice audit keygen` makes one).
+        public var signingKey: String = ""
+        /// Sign a checkpoint every this many rows (0: only `sluice audit checkpoint`).
+        public var checkpointEvery: Int = 1000
+        /// FULL: each batch is on disk at commit. NORMAL: faster, may lose the last batches on power loss.
+        public var synchronous: String = "FULL"
+        /// How long a writer waits for another process's lock.
+        public var busyTimeoutMs: Int = 10_000
+        /// `sluice audit prune` refuses to remove rows younger than this.
+        public var minRetentionDays: Int = 183
+        /// PII kinds to mask: card, cn_id, cn_phone, phone, email, iban.
+        public var maskKinds: [String] = PIIKind.allCases.map(\.rawValue)
+        /// Extra masking patterns, label: ICU regex (e.g. `account_no: "ACC-[0-9]{8}"`).
+        public var maskPatterns: [String: String] = [:]
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case db
+            case pseudonymKey = "pseudonym_key"
+            case sealingKey = "sealing_key"
+            case signingKey = "signing_key"
+            case checkpointEvery = "checkpoint_every"
+            case synchronous
+            case busyTimeoutMs = "busy_timeout_ms"
+            case minRetentionDays = "min_retention_days"
+            case maskKinds = "mask_kinds"
+            case maskPatterns = "mask_patterns"
+        }
+    }
+
     /// Checks values that decode fine but cannot work; the message names the key.
     public func validate() throws(ConfigurationError) {
         func fail(_ key: String, _ problem: String) -> ConfigurationError {
@@ -105,6 +148,14 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         }
         if !(1...10_000).contains(topics.partitions) { throw fail("topics.partitions", "must be 1...10000") }
         if !(1...32).contains(topics.replicationFactor) { throw fail("topics.replication_factor", "must be 1...32") }
+        if audit.db.isEmpty { throw fail("audit.db", "must not be empty") }
+        if !["FULL", "NORMAL"].contains(audit.synchronous.uppercased()) { throw fail("audit.synchronous", "must be FULL or NORMAL") }
+        if audit.checkpointEvery < 0 { throw fail("audit.checkpoint_every", "must not be negative") }
+        if audit.busyTimeoutMs < 0 { throw fail("audit.busy_timeout_ms", "must not be negative") }
+        if audit.minRetentionDays < 0 { throw fail("audit.min_retention_days", "must not be negative") }
+        for kind in audit.maskKinds where PIIKind(rawValue: kind) == nil {
+            throw fail("audit.mask_kinds", "unknown kind '\(kind)' (known: \(PIIKind.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
     }
 }
 

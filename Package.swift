@@ -37,6 +37,18 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "Kernels",
+            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
+        ),
+        .target(
+            name: "Inference",
+            dependencies: [
+                "Kernels",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "AuditLog",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -48,6 +60,7 @@ let package = Package(
             name: "Worker",
             dependencies: [
                 "AuditLog",
+                "Inference",
                 "KafkaClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
@@ -58,6 +71,7 @@ let package = Package(
             name: "sluice",
             dependencies: [
                 "AuditLog",
+                "Inference",
                 "KafkaClient",
                 "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -68,6 +82,12 @@ let package = Package(
         .testTarget(
             name: "KafkaClientTests",
             dependencies: ["KafkaClient"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "InferenceTests",
+            dependencies: ["Inference", "Kernels"],
+            exclude: ["Scripts"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -9,6 +9,6 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Kafka-native LLM inference worker for customer-service pipelines.",
         version: version,
-        subcommands: [VersionCommand.self, TopicsCommand.self, AuditCommand.self]
+        subcommands: [VersionCommand.self, TopicsCommand.self, AuditCommand.self, ModelCommand.self]
     )
 }

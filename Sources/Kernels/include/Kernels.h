@@ -51,3 +51,37 @@ float sl_bf16_to_f32(uint16_t h);
 #endif
 
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// out = x / rms(x) * w over n elements (out may equal x).
+void sl_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out);
+
+/// g[i] = gelu_tanh(g[i]) * u[i].
+void sl_gelu_mul(float *g, const float *u, int64_t n);
+
+/// Rotates `heads` heads of `head_dim` (NEOX layout: pairs (i, i + head_dim/2)) at `position`.
+void sl_rope_neox(float *x, int64_t heads, int64_t head_dim, int64_t position, float base);
+
+/// Rotates `heads` heads of `head_dim` (GPT-J/llama layout: adjacent pairs (2i, 2i+1)).
+void sl_rope_norm(float *x, int64_t heads, int64_t head_dim, int64_t position, float base);
+
+/// Attention of one query row over cached keys/values.
+/// q: [n_head, head_dim]; k_cache/v_cache: [capacity, n_head_kv * head_dim] ring buffers;
+/// the keys of positions first..last (inclusive) are at slot (pos % capacity).
+/// out: [n_head, head_dim]. scores: scratch of (last - first + 1) floats.
+void sl_attention(const float *q, const float *k_cache, const float *v_cache, int64_t capacity,
+                  int64_t first, int64_t last, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                  float scale, float *out, float *scores);
+
+/// Index of the largest of n values.
+int64_t sl_argmax(const float *x, int64_t n);
+
+/// log(sum(exp(x))) over n values, computed stably.
+float sl_logsumexp(const float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,48 @@
+/// One sequence's share of a forward pass: its new tokens, appended at `cache.length`.
+public struct ForwardEntry {
+    public let cache: KVCache
+    public let tokens: [Int32]
+    /// Whether to compute logits for the last of `tokens`.
+    public let wantsLogits: Bool
+
+    public init(cache: KVCache, tokens: [Int32], wantsLogits: Bool) {
+        self.cache = cache
+        self.tokens = tokens
+        self.wantsLogits = wantsLogits
+    }
+}
+
+/// A decoder-only language model that runs many sequences in one forward pass.
+public protocol LanguageModel: AnyObject, Sendable {
+    var config: ModelConfig { get }
+    var tokenizer: any Tokenizer { get }
+    /// Longest prompt chunk one forward pass takes per sequence.
+    var prefillChunk: Int { get }
+
+    /// A fresh cache for one sequence of at most `maxContext` positions.
+    func makeCache(maxContext: Int) -> KVCache
+
+    /// Appends each entry's tokens to its cache and returns, for every entry that wants them,
+    /// the logits of its last token (in entry order).
+    func forward(_ entries: [ForwardEntry]) throws(InferenceError) -> [[Float]]
+}
+
+/// Which implementation serves a GGUF `general.architecture`.
+public enum ModelRegistry {
+    public static let architectures: [String: @Sendable (GGUFFile) throws(InferenceError) -> any LanguageModel] = [
+        "gemma3": { file throws(InferenceError) in try Gemma3Model(file: file) },
+    ]
+
+    /// Loads the model in `file`, or fails naming the unsupported architecture.
+    public static func load(_ file: GGUFFile) throws(InferenceError) -> any LanguageModel {
+        guard let architecture = file.architecture else {
+            throw InferenceError(.corrupt, "\(file.path) has no general.architecture")
+        }
+        guard let loader = architectures[architecture] else {
+            throw InferenceError(
+                .unsupportedArchitecture,
+                "architecture '\(architecture)' is not supported (supported: \(architectures.keys.sorted().joined(separator: ", ")))")
+        }
+        return try loader(file)
+    }
+}

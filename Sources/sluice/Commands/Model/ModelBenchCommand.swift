@@ -1,0 +1,67 @@
+import ArgumentParser
+import Foundation
+import Inference
+
+struct ModelBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Prefill tokens/s (512-token prompt), aggregate decode tokens/s at batch 1/4/16/32, peak RSS."
+    )
+
+    @Option(help: "The GGUF file.") var model: String
+    @Option(help: "Decode steps per batch size.") var steps = 32
+    @Option(help: "Batch sizes to measure.") var batches = "1,4,16,32"
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let loaded = try ModelRegistry.load(GGUFFile(path: model))
+        func progress(_ text: String) { if !json { FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8)) } }
+
+        // Prefill: one 512-token prompt.
+        let prompt = (0..<512).map { Int32(1000 + $0 % 5000) }
+        progress("prefill 512 tokens…")
+        let cache = loaded.makeCache(maxContext: 1024)
+        let prefillStart = ContinuousClock.now
+        _ = try loaded.forward([ForwardEntry(cache: cache, tokens: prompt, wantsLogits: true)])
+        let prefill = 512 / (ContinuousClock.now - prefillStart).benchSeconds
+
+        var decode: [String: Double] = [:]
+        for batch in batches.split(separator: ",").compactMap({ Int($0) }) {
+            let caches = (0..<batch).map { _ in loaded.makeCache(maxContext: 256) }
+            _ = try loaded.forward(caches.enumerated().map { ForwardEntry(cache: $1, tokens: [Int32(2), Int32(1000 + $0)], wantsLogits: true) })
+            let start = ContinuousClock.now
+            for step in 0..<steps {
+                progress("decode batch \(batch): step \(step + 1)/\(steps)")
+                _ = try loaded.forward(caches.map { ForwardEntry(cache: $0, tokens: [Int32(1000 + step)], wantsLogits: true) })
+            }
+            decode[String(batch)] = Double(batch * steps) / (ContinuousClock.now - start).benchSeconds
+        }
+        progress("")
+        let rss = peakRSSBytes()
+        if json {
+            let object: [String: Any] = ["prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode, "peak_rss_bytes": rss]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+        } else {
+            print(String(format: "prefill (512 tokens): %8.1f tokens/s", prefill))
+            for (batch, rate) in decode.sorted(by: { Int($0.key)! < Int($1.key)! }) {
+                print(String(format: "decode batch %3@:     %8.1f tokens/s (aggregate)", batch, rate))
+            }
+            print(String(format: "peak RSS:             %8.1f MB", Double(rss) / 1e6))
+        }
+    }
+
+    /// VmHWM from /proc/self/status.
+    private func peakRSSBytes() -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
+        else { return 0 }
+        return (Int(line.split(separator: " ")[1]) ?? 0) * 1024
+    }
+}
+
+extension Duration {
+    var benchSeconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}

@@ -87,7 +87,7 @@ let package = Package(
         .testTarget(
             name: "InferenceTests",
             dependencies: ["Inference", "Kernels"],
-            exclude: ["Scripts"],
+            exclude: ["Scripts", "Goldens"],
             swiftSettings: strictSettings
         ),
         .testTarget(

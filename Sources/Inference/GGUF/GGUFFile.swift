@@ -48,6 +48,8 @@ public struct GGUFTensor: @unchecked Sendable {  // `data` points into the immut
     let mapping: MappedFile
 
     public var elementCount: Int { dimensions.reduce(1, *) }
+    /// The tensor's bytes in the mapped file.
+    public var dataPointer: UnsafeRawPointer { data }
     /// Elements per row (the innermost dimension).
     public var rowLength: Int { dimensions.first ?? 0 }
     public var rowCount: Int { elementCount / max(rowLength, 1) }

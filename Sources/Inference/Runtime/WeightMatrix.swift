@@ -29,15 +29,30 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
         let chunks = (rows + chunkRows - 1) / chunkRows
         let type = tensor.type.rawValue
         let dataAddress = UInt(bitPattern: tensor.data)
-        let xAddress = UInt(bitPattern: x)
         let yAddress = UInt(bitPattern: y)
+        let activationBytes = Int(sl_activation_row_bytes(type, Int64(columns)))
+        if activationBytes > 0 {
+            // Quantized weights: quantize the activations once (Q8_0 or Q8_K, as llama.cpp
+            // does) and use integer dot products.
+            let quantized = UnsafeMutableRawPointer.allocate(byteCount: activationBytes * batch, alignment: 64)
+            defer { quantized.deallocate() }
+            sl_quantize_activations(type, x, Int64(batch), Int64(columns), quantized)
+            let xAddress = UInt(bitPattern: quantized)
+            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+                let begin = chunk * chunkRows
+                sl_matmul_rows_quantized(
+                    type, UnsafeRawPointer(bitPattern: dataAddress), Int64(columns), Int64(begin), Int64(min(rows, begin + chunkRows)),
+                    UnsafeRawPointer(bitPattern: xAddress), Int64(batch), UnsafeMutablePointer(bitPattern: yAddress), Int64(rows))
+            }
+            return
+        }
+        let xAddress = UInt(bitPattern: x)
         DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: columns)
             defer { scratch.deallocate() }
             let begin = chunk * chunkRows
-            let end = min(rows, begin + chunkRows)
             sl_matmul_rows(
-                type, UnsafeRawPointer(bitPattern: dataAddress), Int64(columns), Int64(begin), Int64(end),
+                type, UnsafeRawPointer(bitPattern: dataAddress), Int64(columns), Int64(begin), Int64(min(rows, begin + chunkRows)),
                 UnsafePointer(bitPattern: xAddress), Int64(batch),
                 UnsafeMutablePointer(bitPattern: yAddress), Int64(rows), scratch)
         }

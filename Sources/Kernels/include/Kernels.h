@@ -85,3 +85,25 @@ float sl_logsumexp(const float *x, int64_t n);
 #ifdef __cplusplus
 }
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Bytes of one activation row of k elements quantized for dot products with `weight_type`
+/// (Q8_0 blocks for Q4_0/Q5_0/Q8_0 weights, Q8_K blocks for K-quants), or 0 when the
+/// weight type multiplies float activations.
+int64_t sl_activation_row_bytes(int weight_type, int64_t k);
+
+/// Quantizes `batch` activation rows of k floats for `weight_type` (as llama.cpp does, so
+/// results stay close to the reference).
+void sl_quantize_activations(int weight_type, const float *x, int64_t batch, int64_t k, void *out);
+
+/// Like sl_matmul_rows, with activations quantized by sl_quantize_activations: integer dot
+/// products of weight blocks with activation blocks.
+int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
+                             const void *xq, int64_t batch, float *y, int64_t ldy);
+
+#ifdef __cplusplus
+}
+#endif

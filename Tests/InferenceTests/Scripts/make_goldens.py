@@ -1,0 +1,60 @@
+"""Regenerates the golden files from llama.cpp (the reference implementation).
+
+Not run by CI: llama.cpp is built by hand as a yardstick (see ../../../README.md, "Measured").
+usage: make_goldens.py LLAMA_CPP_BIN_DIR MODEL.gguf
+writes Goldens/gemma3_tokenizer.json and Goldens/gemma3_greedy.json
+"""
+import json
+import os
+import subprocess
+import sys
+
+bin_dir, model = sys.argv[1], sys.argv[2]
+here = os.path.dirname(os.path.abspath(__file__))
+goldens = os.path.join(here, "..", "Goldens")
+
+TEXTS = [
+    "Hello world",
+    "The quick brown fox jumps over the lazy dog.",
+    "我的信用卡丢了，怎么办？",
+    "请帮我转人工客服",
+    "Card number 4111 1111 1111 1111, CVV 123, amount 12,345.67",
+    "6222021234567894",
+    "Emoji: 💳🏦😀👍🏽 done",
+    "spaces    and\ttabs\n\nnew lines   ",
+    "   leading and trailing   ",
+    "What is the annual fee of the platinum card? 白金卡年费是多少？",
+    "<start_of_turn>user\nHi<end_of_turn>\n",
+    "naïve café résumé Ünïcödé",
+    "",
+]
+
+def tokenize(text, parse_special):
+    args = [os.path.join(bin_dir, "llama-tokenize"), "-m", model, "--stdin", "--ids", "--log-disable", "--no-escape"]
+    if not parse_special:  # llama-tokenize parses special tokens by default
+        args.append("--no-parse-special")
+    out = subprocess.run(args, input=text.encode(), capture_output=True, check=True).stdout.decode()
+    line = [l for l in out.splitlines() if l.startswith("[")][-1]
+    return json.loads(line)
+
+cases = []
+for text in TEXTS:
+    for special in (False, True):
+        cases.append({"text": text, "parse_special": special, "ids": tokenize(text, special)})
+with open(os.path.join(goldens, "gemma3_tokenizer.json"), "w") as f:
+    json.dump({"reference": "llama.cpp llama-tokenize (add_bos from the model)", "cases": cases}, f, ensure_ascii=False, indent=1)
+
+PROMPTS = [
+    "The capital of France is Paris. The capital of Germany is",
+    "To report a lost credit card, you should",
+    "我的信用卡丢了，",
+    "Q: What is 12 + 30?\nA:",
+]
+greedy = []
+for prompt in PROMPTS:
+    out = subprocess.run([os.path.join(bin_dir, "llama-simple"), "-m", model, "-n", "24", prompt],
+                         capture_output=True, check=True).stdout.decode()
+    text = out.split("<bos>", 1)[1] if "<bos>" in out else out
+    greedy.append({"prompt": prompt, "output": text[len(prompt):].rstrip("\n") if text.startswith(prompt) else text})
+with open(os.path.join(goldens, "gemma3_greedy.json"), "w") as f:
+    json.dump({"reference": "llama.cpp llama-simple, greedy, 24 new tokens", "cases": greedy}, f, ensure_ascii=False, indent=1)

@@ -21,7 +21,23 @@ _Static_assert(sizeof(block_q4_K) == 144, "q4_K");
 _Static_assert(sizeof(block_q5_K) == 176, "q5_K");
 _Static_assert(sizeof(block_q6_K) == 210, "q6_K");
 
+static float f16_table[65536];
+static int f16_table_ready = 0;
+
+static float f16_to_f32_compute(uint16_t h);
+
+/// Builds the half → float table once (256 KB; a lookup beats bit twiddling in hot loops).
+static void f16_table_init(void) {
+    for (uint32_t i = 0; i < 65536; i++) f16_table[i] = f16_to_f32_compute((uint16_t)i);
+    __atomic_store_n(&f16_table_ready, 1, __ATOMIC_RELEASE);
+}
+
 float sl_f16_to_f32(uint16_t h) {
+    if (__builtin_expect(!__atomic_load_n(&f16_table_ready, __ATOMIC_ACQUIRE), 0)) f16_table_init();
+    return f16_table[h];
+}
+
+static float f16_to_f32_compute(uint16_t h) {
     const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exponent = (h >> 10) & 0x1F;
     uint32_t mantissa = h & 0x3FF;

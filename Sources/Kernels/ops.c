@@ -16,6 +16,10 @@ void sl_gelu_mul(float *g, const float *u, int64_t n) {
     }
 }
 
+void sl_silu_mul(float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
 static void rope(float *x, int64_t heads, int64_t head_dim, int64_t position, float base, int neox) {
     const int64_t half = head_dim / 2;
     // theta_i = position * base^(-2i/d), built by repeated multiplication (as ggml does, so

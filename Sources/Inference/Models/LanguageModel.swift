@@ -31,6 +31,8 @@ public protocol LanguageModel: AnyObject, Sendable {
 public enum ModelRegistry {
     public static let architectures: [String: @Sendable (GGUFFile) throws(InferenceError) -> any LanguageModel] = [
         "gemma3": { file throws(InferenceError) in try Gemma3Model(file: file) },
+        "llama": { file throws(InferenceError) in try LlamaModel(file: file) },
+        "qwen2": { file throws(InferenceError) in try Qwen2Model(file: file) },
     ]
 
     /// Loads the model in `file`, or fails naming the unsupported architecture.

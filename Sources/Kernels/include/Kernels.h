@@ -62,6 +62,9 @@ void sl_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out
 /// g[i] = gelu_tanh(g[i]) * u[i].
 void sl_gelu_mul(float *g, const float *u, int64_t n);
 
+/// g[i] = silu(g[i]) * u[i].
+void sl_silu_mul(float *g, const float *u, int64_t n);
+
 /// Rotates `heads` heads of `head_dim` (NEOX layout: pairs (i, i + head_dim/2)) at `position`.
 void sl_rope_neox(float *x, int64_t heads, int64_t head_dim, int64_t position, float base);
 

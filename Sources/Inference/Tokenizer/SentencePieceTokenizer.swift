@@ -15,8 +15,7 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {  // 
     private let kinds: [TokenKind]
     private let idByPiece: [[UInt8]: Int32]
     private let byteTokens: [Int32]
-    /// Tokens matched before merging: user-defined ones always, control ones on request.
-    private let specials: [(bytes: [UInt8], id: Int32, isControl: Bool)]
+    private let specials: SpecialTokens
     private let endOfGeneration: Set<Int32>
 
     init(pieces: [[UInt8]], scores: [Float], kinds: [TokenKind], bosID: Int32?, eosID: Int32?, addsBOS: Bool,
@@ -40,10 +39,7 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {  // 
             if text.count == 6, let value = UInt8(text.dropFirst(3).prefix(2), radix: 16) { byteTokens[Int(value)] = Int32(id) }
         }
         self.byteTokens = byteTokens
-        self.specials = kinds.enumerated()
-            .filter { [.control, .userDefined, .unknown].contains($0.element) && !pieces[$0.offset].isEmpty }
-            .map { (pieces[$0.offset], Int32($0.offset), $0.element != .userDefined) }
-            .sorted { $0.bytes.count > $1.bytes.count }
+        self.specials = SpecialTokens(pieces: pieces, kinds: kinds)
         self.endOfGeneration = Set([eosID].compactMap { $0 } + extraEndOfGeneration)
     }
 
@@ -79,7 +75,7 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {  // 
         var output: [Int32] = []
         if addBOS, let bosID { output.append(bosID) }
         var previousWasSpecial = true
-        for fragment in partition(Array(text.utf8), parseSpecial: parseSpecial) {
+        for fragment in specials.partition(Array(text.utf8), parseSpecial: parseSpecial) {
             switch fragment {
             case .token(let id):
                 output.append(id)
@@ -94,40 +90,6 @@ public final class SentencePieceTokenizer: Tokenizer, @unchecked Sendable {  // 
             }
         }
         return output
-    }
-
-    enum Fragment {
-        case text([UInt8])
-        case token(Int32)
-    }
-
-    /// Splits out special tokens, longest first, like llama.cpp's `tokenizer_st_partition`.
-    func partition(_ text: [UInt8], parseSpecial: Bool) -> [Fragment] {
-        var fragments: [Fragment] = text.isEmpty ? [] : [.text(text)]
-        for special in specials where parseSpecial || !special.isControl {
-            var next: [Fragment] = []
-            for fragment in fragments {
-                guard case .text(let bytes) = fragment, bytes.count >= special.bytes.count else {
-                    next.append(fragment)
-                    continue
-                }
-                var start = 0
-                var index = 0
-                while index + special.bytes.count <= bytes.count {
-                    if bytes[index] == special.bytes[0], bytes[index..<(index + special.bytes.count)].elementsEqual(special.bytes) {
-                        if index > start { next.append(.text(Array(bytes[start..<index]))) }
-                        next.append(.token(special.id))
-                        index += special.bytes.count
-                        start = index
-                    } else {
-                        index += 1
-                    }
-                }
-                if start < bytes.count { next.append(.text(Array(bytes[start...]))) }
-            }
-            fragments = next
-        }
-        return fragments
     }
 
     private struct Symbol {

@@ -36,8 +36,22 @@ public enum TokenizerLoader {
                 addSpacePrefix: metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true,
                 extraEndOfGeneration: endOfTurn
             )
+        case "gpt2":
+            guard let merges = metadata["tokenizer.ggml.merges"]?.arrayValue?.compactMap(\.stringValue) else {
+                throw InferenceError(.missingTensor, "\(file.path) has no tokenizer.ggml.merges")
+            }
+            return try BytePairTokenizer(
+                pieces: pieces.map { String(decoding: $0, as: UTF8.self) },
+                kinds: tokenKinds,
+                merges: merges,
+                preTokenizer: metadata["tokenizer.ggml.pre"]?.stringValue ?? "gpt2",
+                bosID: bos,
+                eosID: eos,
+                addsBOS: metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? false,
+                extraEndOfGeneration: endOfTurn
+            )
         default:
-            throw InferenceError(.unsupportedArchitecture, "tokenizer model '\(model)' is not supported yet (supported: llama)")
+            throw InferenceError(.unsupportedArchitecture, "tokenizer model '\(model)' is not supported (supported: llama, gpt2)")
         }
     }
 }

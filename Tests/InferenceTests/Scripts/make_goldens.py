@@ -58,3 +58,20 @@ for prompt in PROMPTS:
     greedy.append({"prompt": prompt, "output": text[len(prompt):].rstrip("\n") if text.startswith(prompt) else text})
 with open(os.path.join(goldens, "gemma3_greedy.json"), "w") as f:
     json.dump({"reference": "llama.cpp llama-simple, greedy, 24 new tokens", "cases": greedy}, f, ensure_ascii=False, indent=1)
+
+# Byte-level BPE (gpt2 tokenizer) on the synthetic vocabulary of bpe_vocab.py.
+BPE_TEXTS = TEXTS + ["It's 12345678 o'clock, isn't it?", "ＡＢＣ full-width and\r\nCRLF", "<|im_start|>user\nhello<|im_end|>"]
+bpe = []
+for pre in ("qwen2", "llama3"):
+    vocab_path = f"/tmp/sluice-bpe-{pre}.gguf"
+    subprocess.run([sys.executable, os.path.join(here, "bpe_vocab.py"), vocab_path, pre], check=True, capture_output=True)
+    for text in BPE_TEXTS:
+        for special in (False, True):
+            args = [os.path.join(bin_dir, "llama-tokenize"), "-m", vocab_path, "--stdin", "--ids", "--log-disable", "--no-escape"]
+            if not special:
+                args.append("--no-parse-special")
+            out = subprocess.run(args, input=text.encode(), capture_output=True, check=True).stdout.decode()
+            ids = json.loads([l for l in out.splitlines() if l.startswith("[")][-1])
+            bpe.append({"pre": pre, "text": text, "parse_special": special, "ids": ids})
+with open(os.path.join(goldens, "bpe_tokenizer.json"), "w") as f:
+    json.dump({"reference": "llama.cpp llama-tokenize on bpe_vocab.py's vocabulary", "cases": bpe}, f, ensure_ascii=False, indent=1)

@@ -213,7 +213,7 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         let window = local ? config.slidingWindow : Int.max
         let addresses = (q: UInt(bitPattern: q), out: UInt(bitPattern: attention))
         let config = self.config
-        DispatchQueue.concurrentPerform(iterations: n) { row in
+        ComputePool.parallelFor(n) { row in
             let cache = caches[row]
             let position = positions[row]
             let first = window == Int.max ? 0 : max(0, position - window + 1)

@@ -38,7 +38,7 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
             defer { quantized.deallocate() }
             sl_quantize_activations(type, x, Int64(batch), Int64(columns), quantized)
             let xAddress = UInt(bitPattern: quantized)
-            DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            ComputePool.parallelFor(chunks) { chunk in
                 let begin = chunk * chunkRows
                 sl_matmul_rows_quantized(
                     type, UnsafeRawPointer(bitPattern: dataAddress), Int64(columns), Int64(begin), Int64(min(rows, begin + chunkRows)),
@@ -47,7 +47,7 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
             return
         }
         let xAddress = UInt(bitPattern: x)
-        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+        ComputePool.parallelFor(chunks) { chunk in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: columns)
             defer { scratch.deallocate() }
             let begin = chunk * chunkRows
@@ -73,9 +73,34 @@ func loadVector(_ tensor: GGUFTensor, length: Int) throws(InferenceError) -> [Fl
     return Dequantizer.dequantize(tensor.type, tensor.data, count: length)
 }
 
-/// How many cores the runtime spreads work over.
-enum ComputePool {
-    static let threads = max(1, ProcessInfo.processInfo.activeProcessorCount)
+/// How many threads the runtime spreads work over (default: every core).
+public enum ComputePool {
+    private static let configured = Atomic<Int>(0)
+
+    /// The thread count in use.
+    public static var threads: Int {
+        let value = configured.load(ordering: .relaxed)
+        return value > 0 ? value : max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Sets the thread count (0 restores the default of one per core).
+    public static func setThreads(_ count: Int) {
+        configured.store(max(0, count), ordering: .relaxed)
+    }
+
+    /// Runs `body(i)` for i in 0..<count on at most `threads` threads (strided, so each
+    /// thread takes every threads-th item).
+    static func parallelFor(_ count: Int, _ body: @Sendable (Int) -> Void) {
+        let workers = min(threads, count)
+        guard workers > 1 else {
+            for index in 0..<count { body(index) }
+            return
+        }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            for index in stride(from: worker, to: count, by: workers) { body(index) }
+        }
+    }
 }
 
 import Foundation
+import Synchronization

@@ -11,9 +11,11 @@ struct ModelBenchCommand: ParsableCommand {
     @Option(help: "The GGUF file.") var model: String
     @Option(help: "Decode steps per batch size.") var steps = 32
     @Option(help: "Batch sizes to measure.") var batches = "1,4,16,32"
+    @Option(help: "Threads (default: one per core).") var threads: Int?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        if let threads { ComputePool.setThreads(threads) }
         let loaded = try ModelRegistry.load(GGUFFile(path: model))
         func progress(_ text: String) { if !json { FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8)) } }
 

@@ -15,7 +15,7 @@ w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); 
 qtype = prefix + "-type.gguf"
 w = GGUFWriter(qtype, "llama")
 raw = np.zeros((1, 84), dtype=np.uint8)  # one Q2_K block of 256 elements
-w.add_tensor("blk.0.attn_q.weight", raw, raw_shape=(1, 256), raw_dtype=GGMLQuantizationType.Q2_K)
+w.add_tensor("blk.0.attn_q.weight", raw, raw_dtype=GGMLQuantizationType.Q2_K)
 w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
 
 print(arch)

@@ -32,6 +32,17 @@ public struct Completion: Sendable, Equatable {
     public var timeToFirstToken: Double?
 
     public var completionTokens: Int { tokens.count }
+
+    public init(text: String, tokens: [Int32], confidence: Double, minTokenProbability: Double, promptTokens: Int,
+                finishReason: FinishReason, timeToFirstToken: Double?) {
+        self.text = text
+        self.tokens = tokens
+        self.confidence = confidence
+        self.minTokenProbability = minTokenProbability
+        self.promptTokens = promptTokens
+        self.finishReason = finishReason
+        self.timeToFirstToken = timeToFirstToken
+    }
 }
 
 /// Continuous batching over a model: sequences join between steps and leave when done;

@@ -72,6 +72,7 @@ public struct KafkaConsumerConfiguration: Sendable, Equatable {
 
     var librdkafkaProperties: [String: String] {
         var result = client.librdkafkaProperties
+        result["request.timeout.ms"] = nil  // a producer property; consumers warn about it
         result.merge([
             "group.id": groupID,
             "auto.offset.reset": offsetReset.rawValue,

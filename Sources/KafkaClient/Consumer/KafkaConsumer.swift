@@ -68,6 +68,13 @@ public final class KafkaConsumer: Sendable {
         try client.subscribe(topics: topics)
     }
 
+    /// Reads `offsets` (each the next offset to read) directly, without joining the group —
+    /// e.g. to read replies from the current end of a topic. Do not mix with ``subscribe(topics:)``.
+    public func assign(_ offsets: [KafkaTopicPartitionOffset]) throws {
+        try ensureOpen()
+        try client.assign(offsets)
+    }
+
     /// The messages of the assigned partitions. Ends when the consumer is closed or the
     /// iterating task is cancelled; throws on a fatal error.
     public var messages: Messages { Messages(consumer: self) }
@@ -138,6 +145,14 @@ public final class KafkaConsumer: Sendable {
     public func commit(_ offsets: [KafkaTopicPartitionOffset]) async throws {
         try ensureOpen()
         try await runBlocking { [client] in try client.commit(offsets, async: false) }
+    }
+
+    /// Commits `offsets` and blocks until the broker answers. Only for synchronous contexts
+    /// such as the `onRevocation` handler (which runs on the poll thread); elsewhere use
+    /// ``commit(_:)``.
+    public func commitBlocking(_ offsets: [KafkaTopicPartitionOffset]) throws {
+        guard !offsets.isEmpty else { return }
+        try client.commit(offsets, async: false)
     }
 
     /// Starts committing every stored offset; the result arrives as

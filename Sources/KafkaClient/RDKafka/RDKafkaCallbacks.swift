@@ -55,18 +55,7 @@ final class RDKafkaCallbacks: @unchecked Sendable {
             }
             callbacks.onError?(error)
         }
-        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
-            guard let callbacks = RDKafkaCallbacks.from(opaque), let message else { return }
-            let m = message.pointee
-            let result: Result<KafkaDeliveryReport, KafkaError>
-            if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
-                result = .success(KafkaDeliveryReport(topic: topic, partition: m.partition, offset: m.offset))
-            } else {
-                result = .failure(.rdKafka(m.err, code: .delivery, context: "delivery failed"))
-            }
-            callbacks.onDelivery?(m._private, result)
-        }
+        if !consumer { installDeliveryCallback(on: conf) }
         guard consumer else { return }
         rd_kafka_conf_set_offset_commit_cb(conf) { _, err, offsets, opaque in
             guard let callbacks = RDKafkaCallbacks.from(opaque) else { return }
@@ -89,6 +78,22 @@ final class RDKafkaCallbacks: @unchecked Sendable {
                 partitions,
                 callbacks: RDKafkaCallbacks.from(opaque)
             )
+        }
+    }
+
+    /// Delivery reports (producers only; consumers would warn about the property).
+    private func installDeliveryCallback(on conf: OpaquePointer) {
+        rd_kafka_conf_set_dr_msg_cb(conf) { _, message, opaque in
+            guard let callbacks = RDKafkaCallbacks.from(opaque), let message else { return }
+            let m = message.pointee
+            let result: Result<KafkaDeliveryReport, KafkaError>
+            if m.err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let topic = m.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+                result = .success(KafkaDeliveryReport(topic: topic, partition: m.partition, offset: m.offset))
+            } else {
+                result = .failure(.rdKafka(m.err, code: .delivery, context: "delivery failed"))
+            }
+            callbacks.onDelivery?(m._private, result)
         }
     }
 }

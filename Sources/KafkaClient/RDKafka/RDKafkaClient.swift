@@ -227,6 +227,13 @@ final class RDKafkaClient: @unchecked Sendable {
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw .rdKafka(err, context: "subscribe \(topics)") }
     }
 
+    /// Reads `offsets` directly, without group membership (replaces any assignment).
+    func assign(_ offsets: [KafkaTopicPartitionOffset]) throws(KafkaError) {
+        let list = RDKafkaTopicPartitionList(offsets)
+        let err = rd_kafka_assign(handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw .rdKafka(err, context: "assign") }
+    }
+
     func pause(_ partitions: [KafkaTopicPartition]) throws(KafkaError) {
         let list = RDKafkaTopicPartitionList(partitions)
         let err = rd_kafka_pause_partitions(handle, list.pointer)

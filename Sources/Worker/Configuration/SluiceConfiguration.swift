@@ -11,11 +11,90 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
     public var kafka: Kafka
     public var topics: Topics
     public var audit: Audit
+    public var worker: WorkerSettings
 
-    public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit()) {
+    public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit(), worker: WorkerSettings = WorkerSettings()) {
         self.kafka = kafka
         self.topics = topics
         self.audit = audit
+        self.worker = worker
+    }
+
+    /// The worker: model, batching, limits, escalation, shutdown.
+    public struct WorkerSettings: Codable, Sendable, Equatable {
+        /// GGUF file to serve, or `echo` (answers with the prompt; for smoke tests and benchmarks).
+        public var model: String = "models/gemma-3-270m-q4_k_m.gguf"
+        /// Expected SHA-256 of the model file; the worker refuses to start on a mismatch. Empty: not checked.
+        public var modelSha256: String = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+        /// Worker id in replies and audit rows. Empty: host name and process id.
+        public var workerId: String = ""
+        /// Sequences decoded together.
+        public var maxBatchSize: Int = 16
+        /// When idle, wait this long for more requests so a burst starts as one batch.
+        public var maxWaitMs: Int = 5
+        /// Requests held in memory (queued + running) at most.
+        public var queueCapacity: Int = 256
+        /// Pause all partitions when this many requests are held; Kafka keeps the backlog.
+        public var queueHighWater: Int = 128
+        /// Resume below this many.
+        public var queueLowWater: Int = 32
+        /// A batch-priority request waiting this long is served like an interactive one.
+        public var agingMs: Int = 5_000
+        /// Topics whose requests default to `batch` priority.
+        public var batchTopics: [String] = []
+        /// Longest prompt accepted, in UTF-8 bytes.
+        public var maxPromptBytes: Int = 16_384
+        /// Longest prompt accepted, in model tokens.
+        public var maxPromptTokens: Int = 1_536
+        /// `max_tokens` when a request gives none.
+        public var defaultMaxTokens: Int = 128
+        /// Largest `max_tokens` a request may ask for.
+        public var maxTokensLimit: Int = 512
+        /// Context per sequence (prompt + answer), in tokens.
+        public var maxContext: Int = 2_048
+        /// Compute threads for the model (0: one per core).
+        public var threads: Int = 0
+        /// How a customer's question is put to the model; `{prompt}` is replaced by it. Recorded
+        /// in the audit log as `prompt_template_version` (an FNV-1a hash of it).
+        public var promptTemplate: String = "Customer question: {prompt}\nBank service answer:"
+        /// Generation stops before any of these strings.
+        public var stopStrings: [String] = ["\n\n", "\nCustomer"]
+        /// Answers whose confidence is below this go to a human agent.
+        public var escalationThreshold: Double = 0.7
+        /// Escalation rules, reason: comma-separated phrases (case-insensitive). Empty: the built-in rules
+        /// (human_requested: 转人工, 人工, human agent…; fraud; complaint).
+        public var escalationRules: [String: String] = [:]
+        /// On SIGTERM, how long running requests may take to finish.
+        public var gracePeriodMs: Int = 20_000
+        /// How often finished offsets are committed.
+        public var commitIntervalMs: Int = 500
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case model
+            case modelSha256 = "model_sha256"
+            case workerId = "worker_id"
+            case maxBatchSize = "max_batch_size"
+            case maxWaitMs = "max_wait_ms"
+            case queueCapacity = "queue_capacity"
+            case queueHighWater = "queue_high_water"
+            case queueLowWater = "queue_low_water"
+            case agingMs = "aging_ms"
+            case batchTopics = "batch_topics"
+            case maxPromptBytes = "max_prompt_bytes"
+            case maxPromptTokens = "max_prompt_tokens"
+            case defaultMaxTokens = "default_max_tokens"
+            case maxTokensLimit = "max_tokens_limit"
+            case maxContext = "max_context"
+            case threads
+            case promptTemplate = "prompt_template"
+            case stopStrings = "stop_strings"
+            case escalationThreshold = "escalation_threshold"
+            case escalationRules = "escalation_rules"
+            case gracePeriodMs = "grace_period_ms"
+            case commitIntervalMs = "commit_interval_ms"
+        }
     }
 
     /// Connection to the Kafka cluster.
@@ -149,6 +228,21 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         if !(1...10_000).contains(topics.partitions) { throw fail("topics.partitions", "must be 1...10000") }
         if !(1...32).contains(topics.replicationFactor) { throw fail("topics.replication_factor", "must be 1...32") }
         if audit.db.isEmpty { throw fail("audit.db", "must not be empty") }
+        let w = worker
+        if w.model.isEmpty { throw fail("worker.model", "must name a GGUF file or echo") }
+        if !w.promptTemplate.contains("{prompt}") { throw fail("worker.prompt_template", "must contain {prompt}") }
+        if !(1...256).contains(w.maxBatchSize) { throw fail("worker.max_batch_size", "must be 1...256") }
+        if w.maxWaitMs < 0 { throw fail("worker.max_wait_ms", "must not be negative") }
+        if w.queueCapacity < w.maxBatchSize { throw fail("worker.queue_capacity", "must be at least max_batch_size") }
+        if !(1...w.queueCapacity).contains(w.queueHighWater) { throw fail("worker.queue_high_water", "must be 1...queue_capacity") }
+        if !(0..<w.queueHighWater).contains(w.queueLowWater) { throw fail("worker.queue_low_water", "must be below queue_high_water") }
+        if w.maxPromptBytes < 1 || w.maxPromptTokens < 1 { throw fail("worker.max_prompt_bytes", "prompt limits must be positive") }
+        if !(1...w.maxTokensLimit).contains(w.defaultMaxTokens) { throw fail("worker.default_max_tokens", "must be 1...max_tokens_limit") }
+        if w.maxPromptTokens + w.maxTokensLimit > w.maxContext {
+            throw fail("worker.max_context", "must hold max_prompt_tokens + max_tokens_limit")
+        }
+        if !(0...1).contains(w.escalationThreshold) { throw fail("worker.escalation_threshold", "must be 0...1") }
+        if w.gracePeriodMs < 0 || w.commitIntervalMs < 10 { throw fail("worker.grace_period_ms", "grace period ≥ 0, commit interval ≥ 10 ms") }
         if !["FULL", "NORMAL"].contains(audit.synchronous.uppercased()) { throw fail("audit.synchronous", "must be FULL or NORMAL") }
         if audit.checkpointEvery < 0 { throw fail("audit.checkpoint_every", "must not be negative") }
         if audit.busyTimeoutMs < 0 { throw fail("audit.busy_timeout_ms", "must not be negative") }

@@ -1,0 +1,196 @@
+import Foundation
+import Inference
+import KafkaClient
+import Synchronization
+
+/// One queued request and what to do when it is answered.
+public struct ScheduledJob: Sendable {
+    public enum Outcome: Sendable {
+        case completed(Completion, startedAt: Date)
+        /// The deadline passed before inference started; the model never saw it.
+        case expired
+        case failed(InferenceError, startedAt: Date?)
+    }
+
+    public let request: InferenceRequest
+    public let promptTokens: [Int32]
+    public let enqueuedAt: Date
+    public let onFinish: @Sendable (Outcome) -> Void
+
+    public init(request: InferenceRequest, promptTokens: [Int32], enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
+        self.request = request
+        self.promptTokens = promptTokens
+        self.enqueuedAt = enqueuedAt
+        self.onFinish = onFinish
+    }
+}
+
+/// Continuous batching on a dedicated thread: up to `maxBatchSize` sequences decode together;
+/// queued requests join at the next step (interactive before batch, batch work promoted once
+/// it has waited `aging`), finished ones leave. Expired requests are answered without
+/// inference, also when they expire while queued. The queue is bounded.
+public final class ContinuousBatchScheduler: @unchecked Sendable {  // state behind `condition`
+    public struct Settings: Sendable {
+        public var maxBatchSize: Int
+        public var maxWait: TimeInterval
+        public var queueCapacity: Int
+        public var aging: TimeInterval
+        public var stopStrings: [String]
+
+        public init(maxBatchSize: Int, maxWait: TimeInterval, queueCapacity: Int, aging: TimeInterval, stopStrings: [String] = []) {
+            self.maxBatchSize = maxBatchSize
+            self.maxWait = maxWait
+            self.queueCapacity = queueCapacity
+            self.aging = aging
+            self.stopStrings = stopStrings
+        }
+    }
+
+    private let backend: any GenerationBackend
+    private let settings: Settings
+    private let condition = NSCondition()
+    private var queue: [ScheduledJob] = []
+    private var active: [Int: (job: ScheduledJob, startedAt: Date)] = [:]
+    private var nextID = 0
+    private var stopping = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(backend: any GenerationBackend, settings: Settings) {
+        self.backend = backend
+        self.settings = settings
+    }
+
+    /// Queued plus running requests.
+    public var depth: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.count + active.count
+    }
+
+    /// Adds a job; false when the queue is full (the caller pauses consumption first, so
+    /// this is a last line of defence).
+    public func enqueue(_ job: ScheduledJob) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard queue.count < settings.queueCapacity, !stopping else { return false }
+        queue.append(job)
+        condition.signal()
+        return true
+    }
+
+    /// Removes queued (not yet running) jobs from `partitions`; returns how many.
+    public func dropQueued(from partitions: Set<KafkaTopicPartition>) -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        let before = queue.count
+        queue.removeAll { partitions.contains($0.request.source.topicPartition) }
+        return before - queue.count
+    }
+
+    public func start() {
+        let thread = Thread { [self] in run() }
+        thread.name = "sluice.scheduler"
+        thread.start()
+        self.thread = thread
+    }
+
+    /// Stops taking new work, finishes running sequences (queued ones are not started), and
+    /// returns when the loop has exited.
+    public func stop() {
+        condition.lock()
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if thread != nil { finished.wait() }
+    }
+
+    private func run() {
+        defer { finished.signal() }
+        while true {
+            condition.lock()
+            if active.isEmpty && queue.isEmpty && !stopping { condition.wait() }
+            // When idle, give a burst a moment to arrive so it starts as one batch.
+            if active.isEmpty, !queue.isEmpty, queue.count < settings.maxBatchSize, settings.maxWait > 0, !stopping {
+                _ = condition.wait(until: Date().addingTimeInterval(settings.maxWait))
+            }
+            if stopping && active.isEmpty {
+                let abandoned = queue
+                queue = []
+                condition.unlock()
+                _ = abandoned  // not started: their offsets stay uncommitted and are redelivered
+                return
+            }
+            let expired = takeExpired(now: Date())
+            let admitted = stopping ? [] : admit(now: Date())
+            condition.unlock()
+
+            for job in expired { job.onFinish(.expired) }
+            for (id, job) in admitted {
+                do {
+                    try backend.submit(id, GenerationRequest(
+                        promptTokens: job.promptTokens, maxTokens: job.request.maxTokens,
+                        sampling: SamplingParameters(temperature: job.request.temperature, topK: 40, topP: job.request.topP, seed: job.request.seed),
+                        stopStrings: settings.stopStrings))
+                } catch {
+                    condition.lock()
+                    active[id] = nil
+                    condition.unlock()
+                    job.onFinish(.failed(error, startedAt: Date()))
+                }
+            }
+            guard backend.activeCount > 0 else { continue }
+            do {
+                for event in try backend.step() {
+                    guard case .finished(let id, let completion) = event else { continue }
+                    condition.lock()
+                    let entry = active.removeValue(forKey: id)
+                    condition.unlock()
+                    if let entry { entry.job.onFinish(.completed(completion, startedAt: entry.startedAt)) }
+                }
+            } catch {
+                // A failed step fails every running sequence; the worker answers them with errors.
+                condition.lock()
+                let running = active
+                active = [:]
+                condition.unlock()
+                for (id, entry) in running {
+                    backend.cancel(id)
+                    entry.job.onFinish(.failed(error, startedAt: entry.startedAt))
+                }
+            }
+        }
+    }
+
+    /// Queued jobs whose deadline has passed (called with the lock held).
+    private func takeExpired(now: Date) -> [ScheduledJob] {
+        let expired = queue.filter { $0.request.deadline.map { $0 <= now } ?? false }
+        if !expired.isEmpty { queue.removeAll { $0.request.deadline.map { $0 <= now } ?? false } }
+        return expired
+    }
+
+    /// Moves jobs from the queue into the batch (called with the lock held).
+    private func admit(now: Date) -> [(Int, ScheduledJob)] {
+        var admitted: [(Int, ScheduledJob)] = []
+        while active.count < settings.maxBatchSize, let index = nextIndex(now: now) {
+            let job = queue.remove(at: index)
+            nextID += 1
+            active[nextID] = (job, now)
+            admitted.append((nextID, job))
+        }
+        return admitted
+    }
+
+    /// Interactive first (oldest first), unless a batch job has waited past `aging`.
+    private func nextIndex(now: Date) -> Int? {
+        guard !queue.isEmpty else { return nil }
+        let promoted = queue.firstIndex { $0.request.priority == .batch && now.timeIntervalSince($0.enqueuedAt) >= settings.aging }
+        let interactive = queue.firstIndex { $0.request.priority == .interactive }
+        switch (promoted, interactive) {
+        case (let p?, let i?): return queue[p].enqueuedAt < queue[i].enqueuedAt ? p : i
+        case (let p?, nil): return p
+        case (nil, let i?): return i
+        default: return 0
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import KafkaClient
+
+/// State shared by the consume loop, finishing requests and the rebalance callback (which
+/// runs synchronously on the consumer's poll thread, hence a lock rather than an actor).
+final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
+    private let condition = NSCondition()
+    private var tracker = OffsetTracker()
+    private(set) var assigned: Set<KafkaTopicPartition> = []
+    private var paused = false
+    /// Offsets stored but not yet committed.
+    private var dirty = false
+
+    func withLock<T>(_ body: () -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body()
+    }
+
+    func begin(_ partition: KafkaTopicPartition, offset: Int64) {
+        withLock { tracker.begin(partition, offset: offset) }
+    }
+
+    /// Marks an offset finished; returns the partition's new committable offset if it moved.
+    func finish(_ partition: KafkaTopicPartition, offset: Int64) -> KafkaTopicPartitionOffset? {
+        condition.lock()
+        defer {
+            condition.broadcast()
+            condition.unlock()
+        }
+        guard assigned.contains(partition), let next = tracker.finish(partition, offset: offset) else { return nil }
+        dirty = true
+        return KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)
+    }
+
+    var inFlight: Int { withLock { tracker.inFlightCount } }
+
+    /// Committable offsets when something finished since the last call.
+    func takeCommittable() -> [KafkaTopicPartitionOffset]? {
+        withLock {
+            guard dirty else { return nil }
+            dirty = false
+            return tracker.committableOffsets.filter { assigned.contains($0.topicPartition) }
+        }
+    }
+
+    func committable(of partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
+        withLock { tracker.committableOffsets.filter { partitions.contains($0.topicPartition) } }
+    }
+
+    func assign(_ partitions: [KafkaTopicPartition]) -> Bool {
+        withLock {
+            assigned.formUnion(partitions)
+            return paused
+        }
+    }
+
+    func revoke(_ partitions: [KafkaTopicPartition]) {
+        withLock {
+            assigned.subtract(partitions)
+            tracker.remove(partitions)
+        }
+    }
+
+    /// Waits until no request of `partitions` is in flight, or until `deadline`.
+    func waitUntilIdle(_ partitions: Set<KafkaTopicPartition>, deadline: Date) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while partitions.contains(where: { tracker.inFlight($0) > 0 }) {
+            if !condition.wait(until: deadline) { return false }
+        }
+        return true
+    }
+
+    /// Waits until nothing is in flight, or until `deadline`.
+    func waitUntilAllIdle(deadline: Date) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while tracker.inFlightCount > 0 {
+            if !condition.wait(until: deadline) { return false }
+        }
+        return true
+    }
+
+    /// Flips the paused flag; returns true when it changed.
+    func setPaused(_ value: Bool) -> Bool {
+        withLock {
+            guard paused != value else { return false }
+            paused = value
+            return true
+        }
+    }
+}

@@ -1,0 +1,65 @@
+import ArgumentParser
+import AuditLog
+import Dispatch
+import Foundation
+import Inference
+import KafkaClient
+import Logging
+import Worker
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run a worker: consume requests, answer them, escalate, audit, commit."
+    )
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Consumer group (overrides kafka.group_id).") var group: String?
+    @Option(name: .customLong("audit-db"), help: "Audit database (overrides audit.db).") var auditDB: String?
+    @Option(help: "GGUF model file, or echo (overrides worker.model).") var model: String?
+    @Option(name: .customLong("metrics-port"), help: "Reserved for the metrics endpoint (not served yet).") var metricsPort: Int?
+    @Option(name: .customLong("worker-id"), help: "Worker id (overrides worker.worker_id).") var workerID: String?
+
+    func run() async throws {
+        var overrides = common.overrides
+        if let group { overrides["kafka.group_id"] = group }
+        if let auditDB { overrides["audit.db"] = auditDB }
+        if let model { overrides["worker.model"] = model }
+        if let workerID { overrides["worker.worker_id"] = workerID }
+        if model == "echo" { overrides["worker.model_sha256"] = "" }
+        let configuration = try common.loadConfiguration(overrides: overrides)
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "sluice.worker")
+        logger.logLevel = .info
+
+        try Librdkafka.checkVersion()
+        if configuration.worker.threads > 0 { ComputePool.setThreads(configuration.worker.threads) }
+        let backend: any GenerationBackend
+        if configuration.worker.model == "echo" {
+            backend = EchoBackend()
+        } else {
+            logger.info("loading model", metadata: ["file": "\(configuration.worker.model)"])
+            backend = try ModelBackend(
+                path: configuration.worker.model, expectedSHA256: configuration.worker.modelSha256,
+                maxContext: configuration.worker.maxContext)
+        }
+        let directory = URL(fileURLWithPath: configuration.audit.db).deletingLastPathComponent().path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let audit = try AuditDatabase(path: configuration.audit.db, configuration: configuration.audit.logConfiguration(logger: logger))
+        let worker = try WorkerService(configuration: configuration, backend: backend, audit: audit, logger: logger)
+
+        let task = Task { try await worker.run() }
+        let signals = [SIGTERM, SIGINT].map { signal -> any DispatchSourceSignal in
+            Foundation.signal(signal, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
+            source.setEventHandler {
+                logger.info("signal received: shutting down", metadata: ["signal": "\(signal)"])
+                task.cancel()
+            }
+            source.resume()
+            return source
+        }
+        try await task.value
+        signals.forEach { $0.cancel() }
+    }
+}

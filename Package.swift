@@ -102,7 +102,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["Worker"],
+            dependencies: ["Worker", "KafkaClient", "AuditLog", "Inference"],
             swiftSettings: strictSettings
         ),
     ]

@@ -1,0 +1,239 @@
+import AuditLog
+import Foundation
+import KafkaClient
+import Testing
+
+/// Runs real `sluice run` processes against the real broker, each test on its own topics,
+/// group and audit file, and talks to them as producers would.
+final class WorkerHarness: @unchecked Sendable {
+    let prefix = "wt-\(UUID().uuidString.prefix(8).lowercased())"
+    let brokers: String
+    let binary: String
+    let directory: URL
+    let model: String
+    var requestsTopic: String { "\(prefix).requests" }
+    var repliesTopic: String { "\(prefix).replies" }
+    var escalationsTopic: String { "\(prefix).escalations" }
+    var deadLettersTopic: String { "\(prefix).dlq" }
+    var auditPath: String { directory.appendingPathComponent("audit.sqlite").path }
+    private var processes: [String: Process] = [:]
+    private var logs: [String: LogWatcher] = [:]
+
+    struct Missing: Error, CustomStringConvertible { let description: String }
+
+    init(model: String = "real", partitions: Int32 = 3) async throws {
+        let environment = ProcessInfo.processInfo.environment
+        guard let brokers = environment["SLUICE_TEST_BROKERS"], let binary = environment["SLUICE_BIN"] else {
+            throw Missing(description: "SLUICE_TEST_BROKERS and SLUICE_BIN must be set: run `make test`")
+        }
+        self.brokers = brokers
+        self.binary = binary
+        self.model = model == "real"
+            ? URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+            : model
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let admin = try KafkaAdmin(configuration: client)
+        _ = try await admin.createTopics([requestsTopic, repliesTopic, escalationsTopic, deadLettersTopic].map {
+            KafkaTopicSpec(name: $0, partitions: partitions)
+        })
+    }
+
+    var client: KafkaClientConfiguration { KafkaClientConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init)) }
+
+    /// Starts a worker and returns once it owns partitions (its log says so).
+    func startWorker(_ name: String, extra: [String: String] = [:], waitForAssignment: Bool = true) async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["run", "--worker-id", name]
+        var environment = ProcessInfo.processInfo.environment
+        environment.merge([
+            "SLUICE_KAFKA_BROKERS": brokers,
+            "SLUICE_KAFKA_GROUP_ID": "\(prefix)-group",
+            "SLUICE_KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "SLUICE_TOPICS_REQUESTS": requestsTopic,
+            "SLUICE_TOPICS_REPLIES": repliesTopic,
+            "SLUICE_TOPICS_ESCALATIONS": escalationsTopic,
+            "SLUICE_TOPICS_DEAD_LETTERS": deadLettersTopic,
+            "SLUICE_AUDIT_DB": auditPath,
+            "SLUICE_WORKER_MODEL": model,
+            "SLUICE_WORKER_MODEL_SHA256": model.hasSuffix(".gguf") ? "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818" : "",
+            "SLUICE_WORKER_DEFAULT_MAX_TOKENS": "6",
+            "SLUICE_WORKER_COMMIT_INTERVAL_MS": "100",
+        ]) { _, new in new }
+        environment.merge(extra) { _, new in new }
+        process.environment = environment
+        process.currentDirectoryURL = directory
+        let watcher = LogWatcher()
+        let pipe = Pipe()
+        pipe.fileHandleForReading.readabilityHandler = { handle in watcher.append(handle.availableData) }
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.terminationHandler = { _ in watcher.processExited() }
+        try process.run()
+        processes[name] = process
+        logs[name] = watcher
+        if waitForAssignment { try await waitForLog(name, containing: "partitions assigned") }
+    }
+
+    /// Waits until the worker's output contains `text` (woken by each new chunk of output).
+    func waitForLog(_ name: String, containing text: String, timeout: Double = 90) async throws {
+        let watcher = logs[name]!
+        let found = try await withDeadlineThrowing(timeout, "'\(text)' from \(name)") { await watcher.wait(for: text) }
+        guard found else { throw Missing(description: "worker \(name) exited before logging '\(text)': \(log(name))") }
+    }
+
+    func log(_ name: String) -> String { logs[name]?.text ?? "" }
+
+    func signal(_ name: String, _ signal: Int32) { if let pid = processes[name]?.processIdentifier { kill(pid, signal) } }
+
+    /// Waits for a worker to exit and returns its status.
+    func waitForExit(_ name: String, timeout: Double = 60) async throws -> Int32 {
+        let watcher = logs[name]!
+        let process = processes[name]!
+        _ = try await withDeadlineThrowing(timeout, "\(name) to exit") { await watcher.wait(for: nil) }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    func isRunning(_ name: String) -> Bool { processes[name]?.isRunning == true }
+
+    func stopAll() {
+        for process in processes.values where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    deinit { stopAll() }
+
+    // MARK: - Traffic
+
+    func send(_ values: [(key: String?, value: [UInt8], headers: [KafkaHeader])]) async throws {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client, linger: .milliseconds(2)))
+        for item in values {
+            try await producer.send(KafkaProducerMessage(topic: requestsTopic, key: item.key.map { Array($0.utf8) }, value: item.value, headers: item.headers))
+        }
+        try await producer.close()
+    }
+
+    static func request(_ id: String, prompt: String = "What is the annual fee of the gold card?", extra: [String: Any] = [:]) -> [UInt8] {
+        var body: [String: Any] = ["request_id": id, "prompt": prompt, "conversation_id": "c-\(id)", "customer_ref": "cust-\(id)"]
+        body.merge(extra) { _, new in new }
+        return Array(try! JSONSerialization.data(withJSONObject: body))
+    }
+
+    /// Reads `count` records of `topic` from the beginning.
+    func read(_ topic: String, count: Int, timeout: Double = 240) async throws -> [KafkaConsumerMessage] {
+        try await read(topic, timeout: timeout) { $0.count >= count }
+    }
+
+    /// Reads records of `topic` from the beginning until `done` says so.
+    func read(_ topic: String, timeout: Double = 240, until done: @escaping @Sendable ([KafkaConsumerMessage]) -> Bool) async throws -> [KafkaConsumerMessage] {
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: client, groupID: "\(prefix)-reader-\(UUID())", sessionTimeout: .seconds(6)))
+        let admin = try KafkaAdmin(configuration: client)
+        let partitions = try #require(try await admin.metadata().topic(named: topic)).partitions
+        try consumer.assign(partitions.map { KafkaTopicPartitionOffset(topic: topic, partition: $0.id, offset: 0) })
+        defer { Task { try? await consumer.close() } }
+        return try await withDeadlineThrowing(timeout, "records on \(topic)") {
+            var result: [KafkaConsumerMessage] = []
+            for try await message in consumer.messages {
+                result.append(message)
+                if done(result) { break }
+            }
+            return result
+        }
+    }
+
+    /// JSON objects of reply values.
+    static func objects(_ messages: [KafkaConsumerMessage]) -> [[String: Any]] {
+        messages.compactMap { (try? JSONSerialization.jsonObject(with: Data($0.value))) as? [String: Any] }
+    }
+
+    func auditDatabase() throws -> AuditDatabase { try AuditDatabase.openForReading(path: auditPath) }
+}
+
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    let what: String
+    var description: String { "timed out waiting for \(what)" }
+}
+
+/// Runs `body`, failing after `seconds` (a deadline, not a synchronisation).
+func withDeadlineThrowing<T: Sendable>(_ seconds: Double, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: .seconds(seconds))
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw DeadlineExceeded(what: what) }
+        return value
+    }
+}
+
+/// Collects a process's output and wakes waiters when a text appears or the process exits.
+final class LogWatcher: @unchecked Sendable {  // behind `lock`
+    private let lock = NSLock()
+    private var buffer = Data()
+    private var exited = false
+    private var waiters: [(id: UUID, text: String?, continuation: CheckedContinuation<Bool, Never>)] = []
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: buffer, as: UTF8.self)
+    }
+
+    func append(_ data: Data) {
+        lock.lock()
+        buffer.append(data)
+        let ready = takeReady()
+        lock.unlock()
+        for (waiter, found) in ready { waiter.resume(returning: found) }
+    }
+
+    func processExited() {
+        lock.lock()
+        exited = true
+        let ready = takeReady()
+        lock.unlock()
+        for (waiter, found) in ready { waiter.resume(returning: found) }
+    }
+
+    /// True once `text` appeared; false if the process exited first. With nil: waits for exit.
+    func wait(for text: String?) async -> Bool {
+        let id = UUID()
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                lock.lock()
+                waiters.append((id, text, continuation))
+                let ready = takeReady()
+                lock.unlock()
+                for (waiter, found) in ready { waiter.resume(returning: found) }
+            }
+        } onCancel: {
+            lock.lock()
+            let cancelled = waiters.filter { $0.id == id }
+            waiters.removeAll { $0.id == id }
+            lock.unlock()
+            for waiter in cancelled { waiter.continuation.resume(returning: false) }
+        }
+    }
+
+    /// Called with the lock held.
+    private func takeReady() -> [(CheckedContinuation<Bool, Never>, Bool)] {
+        let output = String(decoding: buffer, as: UTF8.self)
+        var ready: [(CheckedContinuation<Bool, Never>, Bool)] = []
+        waiters.removeAll { waiter in
+            if let text = waiter.text, output.contains(text) {
+                ready.append((waiter.continuation, true))
+                return true
+            }
+            if exited {
+                ready.append((waiter.continuation, waiter.text == nil))
+                return true
+            }
+            return false
+        }
+        return ready
+    }
+}

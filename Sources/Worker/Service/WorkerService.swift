@@ -171,10 +171,13 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         while !scheduler.enqueue(job) {
             try? await Task.sleep(for: .milliseconds(10))  // full: wait for room (consumption is paused)
         }
-        if scheduler.depth >= configuration.worker.queueHighWater, state.setPaused(true) {
+        // Memory is bounded by requests held anywhere between consumption and commit
+        // (queued, decoding, or publishing), not only by the scheduler's queue.
+        let held = state.inFlight
+        if held >= configuration.worker.queueHighWater, state.setPaused(true) {
             let assigned = Array(state.withLock { state.assigned })
             try? consumer.pause(assigned)
-            logger.info("queue at high water: partitions paused", metadata: ["depth": "\(scheduler.depth)"])
+            logger.info("queue at high water: partitions paused", metadata: ["depth": "\(held)"])
         }
     }
 
@@ -184,7 +187,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     private func finish(_ partition: KafkaTopicPartition, _ offset: Int64) {
         _ = state.finish(partition, offset: offset)
-        if scheduler.depth <= configuration.worker.queueLowWater, state.setPaused(false) {
+        if state.inFlight <= configuration.worker.queueLowWater, state.setPaused(false) {
             let assigned = Array(state.withLock { state.assigned })
             try? consumer.resume(assigned)
             logger.info("queue below low water: partitions resumed")

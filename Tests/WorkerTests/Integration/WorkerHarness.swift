@@ -21,9 +21,9 @@ final class WorkerHarness: @unchecked Sendable {
 
     struct Missing: Error, CustomStringConvertible { let description: String }
 
-    init(model: String = "real", partitions: Int32 = 3) async throws {
+    init(model: String = "real", partitions: Int32 = 3, brokers override: String? = nil) async throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let brokers = environment["SLUICE_TEST_BROKERS"], let binary = environment["SLUICE_BIN"] else {
+        guard let brokers = override ?? environment["SLUICE_TEST_BROKERS"], let binary = environment["SLUICE_BIN"] else {
             throw Missing(description: "SLUICE_TEST_BROKERS and SLUICE_BIN must be set: run `make test`")
         }
         self.brokers = brokers

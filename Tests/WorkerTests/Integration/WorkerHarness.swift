@@ -61,6 +61,7 @@ final class WorkerHarness: @unchecked Sendable {
             "SLUICE_WORKER_MODEL_SHA256": model.hasSuffix(".gguf") ? "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818" : "",
             "SLUICE_WORKER_DEFAULT_MAX_TOKENS": "6",
             "SLUICE_WORKER_COMMIT_INTERVAL_MS": "100",
+            "SLUICE_WORKER_METRICS_PORT": "0",
         ]) { _, new in new }
         environment.merge(extra) { _, new in new }
         process.environment = environment
@@ -149,6 +150,19 @@ final class WorkerHarness: @unchecked Sendable {
     }
 
     func auditDatabase() throws -> AuditDatabase { try AuditDatabase.openForReading(path: auditPath) }
+
+    /// The audit log once it holds `count` rows. A reply is published just before its audit
+    /// row is written (by another process), so tests wait for the rows; there is no event to
+    /// await across processes, hence a bounded poll.
+    func auditDatabase(rows count: Int, timeout: Double = 60) async throws -> AuditDatabase {
+        let path = auditPath
+        return try await withDeadlineThrowing(timeout, "\(count) audit rows") {
+            while true {
+                if let database = try? AuditDatabase.openForReading(path: path), (try? database.count()) ?? 0 >= count { return database }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+    }
 }
 
 struct DeadlineExceeded: Error, CustomStringConvertible {

@@ -33,7 +33,7 @@ struct WorkerIntegrationTests {
             #expect(object["escalate"] as? Bool == (confidence < 0.7))
         }
         #expect(seen == Dictionary(uniqueKeysWithValues: ids.map { ($0, 1) }))
-        let audit = try harness.auditDatabase()
+        let audit = try await harness.auditDatabase(rows: 50)
         #expect(try audit.count() == 50)
         let report = try audit.verify()
         #expect(report.isIntact, "\(String(describing: report.failure))")
@@ -75,7 +75,7 @@ struct WorkerIntegrationTests {
         let rejected = replies.filter { $0["status"] as? String == "rejected" }
         #expect(rejected.count == bad.count - 1, "all but the unknown reply topic are addressable")
         #expect(Set(rejected.compactMap { ($0["error"] as? [String: Any])?["code"] as? String }) == Set(bad.map(\.3)).subtracting(["unknown_reply_topic"]))
-        let audit = try harness.auditDatabase()
+        let audit = try await harness.auditDatabase(rows: bad.count * 2)
         #expect(try audit.count() == bad.count * 2)
         var filter = AuditFilter()
         filter.status = .rejected
@@ -97,7 +97,7 @@ struct WorkerIntegrationTests {
         #expect(transcript.first?["content"] as? String == "我要转人工客服")
         let reply = WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: 1))[0]
         #expect(reply["escalate"] as? Bool == true)
-        let row = try #require(try harness.auditDatabase().record(requestID: "human-1"))
+        let row = try #require(try await harness.auditDatabase(rows: 1).record(requestID: "human-1"))
         #expect(row.route == .escalated && row.escalationReason == "human_requested")
     }
 
@@ -115,7 +115,7 @@ struct WorkerIntegrationTests {
         let late = try #require(replies.first { $0["request_id"] as? String == "late-1" })
         #expect(late["status"] as? String == "expired")
         #expect(late["text"] is NSNull)
-        let row = try #require(try harness.auditDatabase().record(requestID: "late-1"))
+        let row = try #require(try await harness.auditDatabase(rows: 2).record(requestID: "late-1"))
         #expect(row.status == .expired && row.completionTokens == nil && row.startedAt == nil)
     }
 
@@ -143,6 +143,7 @@ struct WorkerIntegrationTests {
         try await harness.startWorker("w2")
         let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, timeout: 240) { Set(WorkerHarness.objects($0).compactMap { $0["request_id"] as? String }).count == 200 })
         #expect(Set(replies.compactMap { $0["request_id"] as? String }) == Set(ids))
+        _ = try await harness.auditDatabase(rows: 200)
         #expect(try audit.count() == 200)
         #expect(try audit.verify().isIntact)
     }
@@ -166,7 +167,7 @@ struct WorkerIntegrationTests {
         })
         var counts: [String: Int] = [:]
         for reply in replies { counts[reply["request_id"] as? String ?? "?", default: 0] += 1 }
-        let audit = try harness.auditDatabase()
+        let audit = try await harness.auditDatabase(rows: 200)
         #expect(try audit.count() == 200)
         #expect(try audit.verify().isIntact)
         #expect(try audit.auditedRequestIDs(among: ids).count == 200)
@@ -179,5 +180,65 @@ extension WorkerHarness {
     /// True if the worker has exited (it should not have, after bad input).
     func waitForExitIfCrashed(_ name: String) throws -> Bool {
         !log(name).isEmpty && !isRunning(name)
+    }
+}
+
+@Suite("Integration: metrics and health endpoints", .serialized)
+struct WorkerEndpointTests {
+    static func get(_ url: String) async throws -> (Int, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
+        process.arguments = ["-s", "-o", "-", "-w", "\n%{http_code}", url]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+        return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n"))
+    }
+
+    @Test("/healthz, /readyz and /metrics: request counters match the traffic and promtool accepts the output")
+    func endpoints() async throws {
+        let harness = try await WorkerHarness(model: "echo")
+        defer { harness.stopAll() }
+        let port = 19_400 + Int.random(in: 0..<500)
+        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_METRICS_PORT": String(port)])
+        #expect(try await Self.get("http://127.0.0.1:\(port)/healthz").0 == 200)
+        #expect(try await Self.get("http://127.0.0.1:\(port)/readyz").0 == 200)
+        try await harness.send((0..<7).map { (key: "k", value: WorkerHarness.request("m-\($0)"), headers: []) }
+            + [(key: "k", value: Array("{oops".utf8), headers: [])])
+        _ = try await harness.read(harness.deadLettersTopic, count: 1)
+        _ = try await harness.read(harness.repliesTopic, count: 7)
+        // The reply precedes the counter update; wait for the audit rows, written just before it.
+        let (status, body) = try await withDeadlineThrowing(30, "the counters") {
+            while true {
+                let (status, body) = try await Self.get("http://127.0.0.1:\(port)/metrics")
+                if body.contains("sluice_requests_total{status=\"ok\"} 7"), body.contains("sluice_requests_total{status=\"rejected\"} 1") {
+                    return (status, body)
+                }
+                try await Task.sleep(for: .milliseconds(100))  // scrape polling, as Prometheus does
+            }
+        }
+        #expect(status == 200)
+        for name in ["sluice_queue_time_seconds", "sluice_end_to_end_latency_seconds", "sluice_batch_size_sequences", "sluice_requests_in_flight_requests",
+                     "sluice_consumer_lag_messages", "sluice_model_info_info", "sluice_audit_write_seconds", "sluice_generated_tokens_total",
+                     "sluice_inter_token_latency_seconds", "sluice_time_to_first_token_seconds", "sluice_escalations_total", "sluice_ready_bool"] {
+            if name == "sluice_consumer_lag_messages" || name == "sluice_escalations_total" { continue }  // appear with their first sample
+            #expect(body.contains(name), "\(name) missing")
+        }
+        let file = harness.directory.appendingPathComponent("metrics.txt")
+        try body.write(to: file, atomically: true, encoding: .utf8)
+        let promtool = Process()
+        promtool.executableURL = URL(fileURLWithPath: "/usr/bin/promtool")
+        promtool.arguments = ["check", "metrics"]
+        promtool.standardInput = try FileHandle(forReadingFrom: file)
+        let errors = Pipe()
+        promtool.standardError = errors
+        promtool.standardOutput = errors
+        try promtool.run()
+        let complaints = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        promtool.waitUntilExit()
+        #expect(promtool.terminationStatus == 0, "\(complaints)")
     }
 }

@@ -21,7 +21,7 @@ struct WorkerLoadTests {
         for reply in replies { counts[reply["request_id"] as? String ?? "?", default: 0] += 1 }
         #expect(counts == Dictionary(uniqueKeysWithValues: ids.map { ($0, 1) }))
         #expect(Set(replies.compactMap { $0["worker"] as? String }) == ["one", "two"])
-        #expect(try harness.auditDatabase().count() == 60)
+        #expect(try await harness.auditDatabase(rows: 60).count() == 60)
     }
 
     @Test("with a backlog, interactive requests finish before batch requests submitted earlier")
@@ -35,7 +35,7 @@ struct WorkerLoadTests {
             batch.map { (key: "k", value: WorkerHarness.request($0, extra: ["priority": "batch"]), headers: []) }
                 + interactive.map { (key: "k", value: WorkerHarness.request($0, extra: ["priority": "interactive"]), headers: []) })
         _ = try await harness.read(harness.repliesTopic, count: 15)
-        let rows = try harness.auditDatabase().query(AuditFilter())
+        let rows = try await harness.auditDatabase(rows: 15).query(AuditFilter())
         let order = rows.sorted { $0.seq < $1.seq }.map(\.requestID)
         let lastInteractive = try #require(interactive.compactMap { order.firstIndex(of: $0) }.max())
         let batchAfter = batch.filter { (order.firstIndex(of: $0) ?? -1) > lastInteractive }
@@ -64,7 +64,7 @@ struct WorkerLoadTests {
             return Int(line[range.upperBound...].prefix { $0.isNumber })
         }
         #expect(!depths.isEmpty && depths.allSatisfy { $0 <= 64 })
-        #expect(try harness.auditDatabase().count() == 5_000)
+        #expect(try await harness.auditDatabase(rows: 5_000).count() == 5_000)
     }
 
     @Test("the broker stopped (SIGSTOP) for 10 s mid-load: nothing lost, the worker recovers without restart")
@@ -111,6 +111,6 @@ struct WorkerLoadTests {
         }
         #expect(Set(WorkerHarness.objects(replies).compactMap { $0["request_id"] as? String }) == Set(ids))
         #expect(harness.isRunning("w1"))
-        #expect(try harness.auditDatabase().count() == 400)
+        #expect(try await harness.auditDatabase(rows: 400).count() == 400)
     }
 }

@@ -17,7 +17,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Consumer group (overrides kafka.group_id).") var group: String?
     @Option(name: .customLong("audit-db"), help: "Audit database (overrides audit.db).") var auditDB: String?
     @Option(help: "GGUF model file, or echo (overrides worker.model).") var model: String?
-    @Option(name: .customLong("metrics-port"), help: "Reserved for the metrics endpoint (not served yet).") var metricsPort: Int?
+    @Option(name: .customLong("metrics-port"), help: "Port of /metrics, /healthz, /readyz (overrides worker.metrics_port; 0: off).") var metricsPort: Int?
     @Option(name: .customLong("worker-id"), help: "Worker id (overrides worker.worker_id).") var workerID: String?
 
     func run() async throws {
@@ -26,6 +26,7 @@ struct RunCommand: AsyncParsableCommand {
         if let auditDB { overrides["audit.db"] = auditDB }
         if let model { overrides["worker.model"] = model }
         if let workerID { overrides["worker.worker_id"] = workerID }
+        if let metricsPort { overrides["worker.metrics_port"] = String(metricsPort) }
         if model == "echo" { overrides["worker.model_sha256"] = "" }
         let configuration = try common.loadConfiguration(overrides: overrides)
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }

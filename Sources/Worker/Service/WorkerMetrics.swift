@@ -1,0 +1,96 @@
+import Foundation
+import KafkaClient
+import Prometheus
+import Synchronization
+
+/// The worker's Prometheus metrics (names prefixed `sluice_`), served on `/metrics`.
+public final class WorkerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let queueTime: DurationHistogram
+    let timeToFirstToken: DurationHistogram
+    let interTokenLatency: DurationHistogram
+    let endToEnd: DurationHistogram
+    let auditWrite: DurationHistogram
+    let batchSize: ValueHistogram
+    let tokens: Counter
+    let auditFailures: Counter
+    let publishFailures: Counter
+    let inFlight: Gauge
+    let queueDepth: Gauge
+    let assignedPartitions: Gauge
+    let ready: Gauge
+    private let requestCounters: Mutex<[String: Counter]> = Mutex([:])
+    private let escalationCounters: Mutex<[String: Counter]> = Mutex([:])
+    private let lagGauges: Mutex<[KafkaTopicPartition: Gauge]> = Mutex([:])
+
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "sluice", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    public init(model: ModelIdentity, worker: String) {
+        let latency: [Duration] = [.milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                                   .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
+        queueTime = registry.makeDurationHistogram(descriptor: Self.name("queue_time", "seconds", "Time from consumption to the start of inference."), labels: [], buckets: latency)
+        timeToFirstToken = registry.makeDurationHistogram(descriptor: Self.name("time_to_first_token", "seconds", "Time from joining the batch to the first generated token."), labels: [], buckets: latency)
+        interTokenLatency = registry.makeDurationHistogram(
+            descriptor: Self.name("inter_token_latency", "seconds", "Duration of one decoding step (one token for every sequence in the batch)."), labels: [],
+            buckets: [.milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1)])
+        endToEnd = registry.makeDurationHistogram(descriptor: Self.name("end_to_end_latency", "seconds", "Time from consumption to reply and audit row."), labels: [], buckets: latency)
+        auditWrite = registry.makeDurationHistogram(
+            descriptor: Self.name("audit_write", "seconds", "Time to write one audit row (batched)."), labels: [],
+            buckets: [.milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(500), .seconds(1), .seconds(5)])
+        batchSize = registry.makeValueHistogram(
+            descriptor: Self.name("batch_size", "sequences", "Sequences decoded together per step."), labels: [], buckets: [1, 2, 4, 8, 16, 32, 64])
+        tokens = registry.makeCounter(descriptor: Self.name("generated_tokens", "total", "Tokens generated (rate() gives tokens/s)."), labels: [])
+        auditFailures = registry.makeCounter(descriptor: Self.name("audit_write_failures", "total", "Failed audit writes (retried; offsets stay uncommitted)."), labels: [])
+        publishFailures = registry.makeCounter(descriptor: Self.name("publish_failures", "total", "Failed Kafka publishes (retried)."), labels: [])
+        inFlight = registry.makeGauge(descriptor: Self.name("requests_in_flight", "requests", "Requests held between consumption and commit."), labels: [])
+        queueDepth = registry.makeGauge(descriptor: Self.name("queue_depth", "requests", "Requests queued or decoding in the scheduler."), labels: [])
+        assignedPartitions = registry.makeGauge(descriptor: Self.name("assigned_partitions", "partitions", "Request partitions this worker owns."), labels: [])
+        ready = registry.makeGauge(descriptor: Self.name("ready", "bool", "1 when the model is loaded and partitions are assigned."), labels: [])
+        registry.makeGauge(
+            descriptor: Self.name("model_info", "info", "The served model (value 1)."),
+            labels: [("name", model.name), ("quantization", model.quantization), ("sha256", model.sha256), ("worker", worker)]
+        ).set(to: 1.0)
+        for status in ["ok", "error", "expired", "rejected"] { _ = requests(status) }
+    }
+
+    /// `sluice_requests_total{status}`.
+    func requests(_ status: String) -> Counter {
+        requestCounters.withLock { counters in
+            if let counter = counters[status] { return counter }
+            let counter = registry.makeCounter(descriptor: Self.name("requests", "total", "Requests finished, by status."), labels: [("status", status)])
+            counters[status] = counter
+            return counter
+        }
+    }
+
+    /// `sluice_escalations_total{reason}`.
+    func escalations(_ reason: String) -> Counter {
+        escalationCounters.withLock { counters in
+            if let counter = counters[reason] { return counter }
+            let counter = registry.makeCounter(descriptor: Self.name("escalations", "total", "Escalated answers, by reason."), labels: [("reason", reason)])
+            counters[reason] = counter
+            return counter
+        }
+    }
+
+    /// `sluice_consumer_lag_messages{topic,partition}`.
+    func lag(_ partition: KafkaTopicPartition) -> Gauge {
+        lagGauges.withLock { gauges in
+            if let gauge = gauges[partition] { return gauge }
+            let gauge = registry.makeGauge(
+                descriptor: Self.name("consumer_lag", "messages", "Messages of an owned partition not yet consumed (high watermark − position)."),
+                labels: [("topic", partition.topic), ("partition", String(partition.partition))])
+            gauges[partition] = gauge
+            return gauge
+        }
+    }
+
+    /// The exposition text.
+    public func render() -> [UInt8] {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return buffer
+    }
+}

@@ -345,8 +345,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             KafkaHeader(name: "sluice-worker", string: workerID),
         ]
         await send(KafkaProducerMessage(topic: configuration.topics.deadLetters, key: message.key, value: message.value, headers: headers))
-        // One audit row per record; a record without a usable request id is keyed by its position.
-        let requestID = rejection.requestID.map { "\($0)" } ?? "rejected:\(message.topic):\(message.partition):\(message.offset)"
+        // One audit row per record, keyed by the record's position (a redelivered record finds
+        // its row; a corrected resend under the same request id is still answered).
+        let requestID = "\(rejection.requestID ?? "-")@\(message.topic):\(message.partition):\(message.offset)"
         var record = AuditRecord(requestID: requestID, receivedAt: Date(), completedAt: Date(), route: .auto, status: .rejected, workerID: workerID)
         record.topic = message.topic
         record.partition = Int64(message.partition)

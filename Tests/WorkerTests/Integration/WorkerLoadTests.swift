@@ -114,3 +114,37 @@ struct WorkerLoadTests {
         #expect(try await harness.auditDatabase(rows: 400).count() == 400)
     }
 }
+
+@Suite("Integration: sluice load", .serialized)
+struct LoadGeneratorTests {
+    @Test("sluice load sends at a rate with a burst, collects every reply and writes a report and chart")
+    func loadGenerator() async throws {
+        let harness = try await WorkerHarness(model: "echo")
+        defer { harness.stopAll() }
+        try await harness.startWorker("w1")
+        let report = harness.directory.appendingPathComponent("load.json").path
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: harness.binary)
+        process.arguments = ["load", "--brokers", harness.brokers, "--rate", "100", "--duration", "2", "--burst", "100@1", "--timeout", "60", "--report", report]
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "SLUICE_TOPICS_REQUESTS": harness.requestsTopic, "SLUICE_TOPICS_REPLIES": harness.repliesTopic,
+            "SLUICE_TOPICS_ESCALATIONS": harness.escalationsTopic, "SLUICE_TOPICS_DEAD_LETTERS": harness.deadLettersTopic,
+        ]) { _, new in new }
+        process.currentDirectoryURL = harness.directory
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(text)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
+        #expect(object["sent"] as? Int == 300)
+        #expect(object["answered"] as? Int == 300)
+        #expect(object["lost"] as? Int == 0)
+        let timeline = try #require(object["timeline"] as? [String: Any])
+        #expect((timeline["sent_per_s"] as? [Int])?.reduce(0, +) == 300)
+        let svg = try String(contentsOfFile: harness.directory.appendingPathComponent("load.svg").path, encoding: .utf8)
+        #expect(svg.contains("<polyline"))
+        #expect(text.contains("lost 0"))
+    }
+}

@@ -1,0 +1,181 @@
+import ArgumentParser
+import Foundation
+import KafkaClient
+import Worker
+
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Generate load: send requests at a rate, collect replies, report throughput, latency, escalations and losses."
+    )
+
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Requests per second.") var rate: Double = 10
+    @Option(help: "Seconds of sending.") var duration: Double = 10
+    @Option(help: "Extra burst, N@T: N requests at once, T seconds into the run.") var burst: String?
+    @Option(name: .customLong("max-tokens")) var maxTokens: Int = 16
+    @Option(help: "Seconds to wait for outstanding replies after sending.") var timeout: Double = 120
+    @Option(help: "Write a JSON report here, and a chart of throughput and backlog next to it (.svg).") var report: String?
+
+    func run() async throws {
+        let configuration = try common.loadConfiguration(overrides: common.overrides)
+        let client = configuration.kafka.clientConfiguration
+        let run = UUID().uuidString.prefix(8).lowercased()
+        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: client, groupID: "sluice-load-\(run)", sessionTimeout: .seconds(6)))
+        let admin = try KafkaAdmin(configuration: client)
+        guard let replies = try await admin.metadata().topic(named: configuration.topics.replies) else {
+            throw ValidationError("the reply topic \(configuration.topics.replies) does not exist (run `sluice topics create`)")
+        }
+        var start: [KafkaTopicPartitionOffset] = []
+        for partition in replies.partitions {
+            let (_, high) = try await consumer.watermarks(for: KafkaTopicPartition(topic: replies.name, partition: partition.id))
+            start.append(KafkaTopicPartitionOffset(topic: replies.name, partition: partition.id, offset: high))
+        }
+        try consumer.assign(start)
+
+        let prompts = ["What is the annual fee of the platinum card?", "信用卡年费是多少？", "How do I report a lost card?",
+                       "转账限额是多少？", "Can I increase my credit limit?", "我要转人工"]
+        var schedule: [Double] = stride(from: 0.0, to: duration, by: 1 / max(rate, 0.001)).map { $0 }
+        if let burst {
+            let parts = burst.split(separator: "@")
+            guard parts.count == 2, let count = Int(parts[0]), let at = Double(parts[1]) else { throw ValidationError("--burst must be N@T, e.g. 500@5") }
+            schedule += Array(repeating: at, count: count)
+            schedule.sort()
+        }
+        let tracker = LoadTracker(expected: schedule.count)
+        let began = Date()
+        let collector = Task {
+            for try await message in consumer.messages {
+                guard let id = message.headers.last(named: "correlation-id")?.stringValue, id.hasPrefix("load-\(run)-") else { continue }
+                let object = (try? JSONSerialization.jsonObject(with: Data(message.value))) as? [String: Any] ?? [:]
+                if await tracker.received(id, at: Date(), escalated: object["escalate"] as? Bool == true, status: object["status"] as? String ?? "?") { break }
+            }
+        }
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client, linger: .milliseconds(5)))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (index, offset) in schedule.enumerated() {
+                let wait = began.addingTimeInterval(offset).timeIntervalSinceNow
+                if wait > 0 { try await Task.sleep(for: .seconds(wait)) }  // pacing the send rate
+                let id = "load-\(run)-\(index)"
+                let body: [String: Any] = ["request_id": id, "prompt": prompts[index % prompts.count], "max_tokens": maxTokens,
+                                           "conversation_id": "load-conv-\(index % 97)"]
+                let message = KafkaProducerMessage(
+                    topic: configuration.topics.requests[0], key: Array("load-conv-\(index % 97)".utf8),
+                    value: Array(try JSONSerialization.data(withJSONObject: body)), headers: [KafkaHeader(name: "correlation-id", string: id)])
+                await tracker.sent(id, at: Date())
+                group.addTask { try await producer.send(message) }
+            }
+            try await group.waitForAll()
+        }
+        try await producer.close()
+        let deadline = Task {
+            try await Task.sleep(for: .seconds(timeout))
+            collector.cancel()
+        }
+        _ = await collector.result
+        deadline.cancel()
+        try? await consumer.close()
+
+        let summary = await tracker.summary(began: began)
+        print(summary.text)
+        if let report {
+            try Data(summary.json).write(to: URL(fileURLWithPath: report))
+            let chart = (report as NSString).deletingPathExtension + ".svg"
+            try summary.svg.write(toFile: chart, atomically: true, encoding: .utf8)
+            print("report: \(report), chart: \(chart)")
+        }
+        if summary.lost > 0 { throw ExitCode(3) }
+    }
+}
+
+/// Send and receive times of every request of one load run.
+actor LoadTracker {
+    let expected: Int
+    private var sentAt: [String: Date] = [:]
+    private var receivedAt: [String: Date] = [:]
+    private var escalated = 0
+    private var statuses: [String: Int] = [:]
+
+    init(expected: Int) { self.expected = expected }
+
+    func sent(_ id: String, at time: Date) { sentAt[id] = time }
+
+    /// Records a reply; true once every request has one.
+    func received(_ id: String, at time: Date, escalated isEscalated: Bool, status: String) -> Bool {
+        if receivedAt[id] == nil {
+            receivedAt[id] = time
+            if isEscalated { escalated += 1 }
+            statuses[status, default: 0] += 1
+        }
+        return receivedAt.count >= expected
+    }
+
+    struct Summary {
+        let text: String
+        let json: Data
+        let svg: String
+        let lost: Int
+    }
+
+    func summary(began: Date) -> Summary {
+        let latencies = receivedAt.compactMap { id, time in sentAt[id].map { time.timeIntervalSince($0) } }.sorted()
+        func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[max(0, Int((p * Double(latencies.count)).rounded(.up)) - 1)] }
+        let lost = sentAt.count - receivedAt.count
+        let last = (receivedAt.values.max() ?? began).timeIntervalSince(began)
+        let throughput = last > 0 ? Double(receivedAt.count) / last : 0
+        // Per-second timeline: sent, answered, backlog (sent − answered so far).
+        let seconds = Int(max(last, sentAt.values.map { $0.timeIntervalSince(began) }.max() ?? 0).rounded(.up)) + 1
+        var sentPerSecond = [Int](repeating: 0, count: seconds)
+        var answeredPerSecond = [Int](repeating: 0, count: seconds)
+        for time in sentAt.values { sentPerSecond[min(seconds - 1, Int(time.timeIntervalSince(began)))] += 1 }
+        for time in receivedAt.values { answeredPerSecond[min(seconds - 1, Int(time.timeIntervalSince(began)))] += 1 }
+        var backlog: [Int] = []
+        var outstanding = 0
+        for second in 0..<seconds {
+            outstanding += sentPerSecond[second] - answeredPerSecond[second]
+            backlog.append(outstanding)
+        }
+        let text = String(
+            format: """
+                sent %d, answered %d, lost %d
+                throughput %.1f replies/s over %.1f s
+                latency p50 %.0f ms, p95 %.0f ms, p99 %.0f ms
+                escalation rate %.1f%%, statuses %@
+                """,
+            sentAt.count, receivedAt.count, lost, throughput, last, percentile(0.5) * 1000, percentile(0.95) * 1000, percentile(0.99) * 1000,
+            receivedAt.isEmpty ? 0 : Double(escalated) / Double(receivedAt.count) * 100,
+            statuses.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        let object: [String: Any] = [
+            "sent": sentAt.count, "answered": receivedAt.count, "lost": lost, "throughput_per_s": throughput,
+            "latency_ms": ["p50": percentile(0.5) * 1000, "p95": percentile(0.95) * 1000, "p99": percentile(0.99) * 1000],
+            "escalation_rate": receivedAt.isEmpty ? 0 : Double(escalated) / Double(receivedAt.count), "statuses": statuses,
+            "timeline": ["sent_per_s": sentPerSecond, "answered_per_s": answeredPerSecond, "backlog": backlog],
+        ]
+        let json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
+        return Summary(text: text, json: json, svg: Self.chart(sent: sentPerSecond, answered: answeredPerSecond, backlog: backlog), lost: lost)
+    }
+
+    /// A line chart of requests sent and answered per second and the backlog.
+    static func chart(sent: [Int], answered: [Int], backlog: [Int]) -> String {
+        let width = 800.0, height = 360.0, margin = 40.0
+        let top = Double(max(1, (sent + answered + backlog).max() ?? 1))
+        let step = (width - 2 * margin) / Double(max(1, sent.count - 1))
+        func line(_ values: [Int], _ color: String) -> String {
+            let points = values.enumerated().map { index, value in
+                String(format: "%.1f,%.1f", margin + Double(index) * step, height - margin - Double(value) / top * (height - 2 * margin))
+            }.joined(separator: " ")
+            return "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\" points=\"\(points)\"/>"
+        }
+        return """
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
+            <rect width="100%" height="100%" fill="white"/>
+            <line x1="\(margin)" y1="\(height - margin)" x2="\(width - margin)" y2="\(height - margin)" stroke="black"/>
+            <line x1="\(margin)" y1="\(margin)" x2="\(margin)" y2="\(height - margin)" stroke="black"/>
+            <text x="\(margin)" y="20">Sluice load: sent/s (blue), answered/s (green), backlog (red); max \(Int(top)); \(sent.count) s</text>
+            \(line(sent, "#1f77b4"))
+            \(line(answered, "#2ca02c"))
+            \(line(backlog, "#d62728"))
+            </svg>
+            """
+    }
+}

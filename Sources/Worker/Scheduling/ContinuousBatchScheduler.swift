@@ -81,13 +81,14 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         return true
     }
 
-    /// Removes queued (not yet running) jobs from `partitions`; returns how many.
-    public func dropQueued(from partitions: Set<KafkaTopicPartition>) -> Int {
+    /// Removes queued (not yet running) jobs of `partitions` and returns their records'
+    /// positions; they were never started, so their next owner answers them.
+    public func dropQueued(from partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
         condition.lock()
         defer { condition.unlock() }
-        let before = queue.count
+        let dropped = queue.filter { partitions.contains($0.request.source.topicPartition) }.map(\.request.source)
         queue.removeAll { partitions.contains($0.request.source.topicPartition) }
-        return before - queue.count
+        return dropped
     }
 
     public func start() {

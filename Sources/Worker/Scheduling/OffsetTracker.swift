@@ -35,6 +35,12 @@ public struct OffsetTracker: Sendable {
         return advanced
     }
 
+    /// Forgets an in-flight offset that will not be finished here (its partition is being
+    /// handed over); the committable offset stays below it.
+    public mutating func abandon(_ partition: KafkaTopicPartition, offset: Int64) {
+        partitions[partition]?.pending.remove(offset)
+    }
+
     /// Offsets still in flight for `partition`.
     public func inFlight(_ partition: KafkaTopicPartition) -> Int { partitions[partition]?.pending.count ?? 0 }
 

@@ -43,6 +43,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let state = self.state
         let gracePeriod = Double(worker.gracePeriodMs) / 1000
         let consumerHolder = ConsumerReference()
+        let schedulerHolder = SchedulerReference()
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 client: client, groupID: configuration.kafka.groupId,
@@ -52,6 +53,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 // Runs on the poll thread before the partitions move: let their running
                 // requests finish (bounded by the grace period), then commit what is done.
                 let revoked = Set(partitions)
+                // Queued requests of these partitions never started: hand them over now
+                // rather than answering them while the next owner does too.
+                state.abandon(schedulerHolder.scheduler?.dropQueued(from: revoked) ?? [])
                 if !lost { _ = state.waitUntilIdle(revoked, deadline: Date().addingTimeInterval(gracePeriod)) }
                 let offsets = state.committable(of: revoked)
                 state.revoke(partitions)
@@ -62,6 +66,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(
             maxBatchSize: worker.maxBatchSize, maxWait: Double(worker.maxWaitMs) / 1000,
             queueCapacity: worker.queueCapacity, aging: Double(worker.agingMs) / 1000, stopStrings: worker.stopStrings))
+        schedulerHolder.scheduler = scheduler
         let rules = worker.escalationRules.isEmpty ? EscalationPolicy.defaultRules : worker.escalationRules.sorted { $0.key < $1.key }.map {
             EscalationPolicy.Rule(reason: $0.key, phrases: $0.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         }
@@ -468,4 +473,9 @@ actor TopicDirectory {
 /// before the consumer subscribes; read only afterwards.
 final class ConsumerReference: @unchecked Sendable {
     var consumer: KafkaConsumer?
+}
+
+/// The same for the scheduler.
+final class SchedulerReference: @unchecked Sendable {
+    var scheduler: ContinuousBatchScheduler?
 }

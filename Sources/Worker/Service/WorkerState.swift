@@ -72,6 +72,14 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
         }
     }
 
+    /// Forgets in-flight offsets that were dropped before they started.
+    func abandon(_ offsets: [KafkaTopicPartitionOffset]) {
+        condition.lock()
+        for offset in offsets { tracker.abandon(offset.topicPartition, offset: offset.offset) }
+        condition.broadcast()
+        condition.unlock()
+    }
+
     /// Waits until no request of `partitions` is in flight, or until `deadline`.
     func waitUntilIdle(_ partitions: Set<KafkaTopicPartition>, deadline: Date) -> Bool {
         condition.lock()

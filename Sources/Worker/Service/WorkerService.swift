@@ -116,7 +116,15 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         await publishing.waitUntilIdle(deadline: deadline)
         committer.cancel()
         try? await producer.flush(timeout: .seconds(10))
-        if let offsets = state.takeCommittable(), !offsets.isEmpty { try? await consumer.commit(offsets) }
+        // A final synchronous commit of everything finished (async commits may still be in flight).
+        let finished = state.committable(of: state.withLock { state.assigned })
+        if !finished.isEmpty {
+            do {
+                try await consumer.commit(finished)
+            } catch {
+                logger.error("final commit failed; finished requests will be redelivered and skipped as audited", metadata: ["error": "\(error)"])
+            }
+        }
         try? await consumer.close()
         try? await producer.close()
         events.cancel()

@@ -111,3 +111,25 @@ struct SchedulingTests {
         #expect(tracker.inFlightCount == 0)
     }
 }
+
+@Suite("Request codec (unit)")
+struct RequestCodecTests {
+    static let limits = RequestLimits(maxPromptBytes: 100, defaultMaxTokens: 8, maxTokensLimit: 16, defaultTopic: "replies", batchTopics: ["bulk"])
+
+    static func record(_ json: String, topic: String = "requests", headers: [KafkaHeader] = []) -> KafkaConsumerMessage {
+        KafkaConsumerMessage(topic: topic, partition: 0, offset: 7, key: nil, value: Array(json.utf8), headers: headers, timestamp: nil)
+    }
+
+    @Test("priority defaults to batch on batch topics, a request's own priority wins, Spring headers set the reply address")
+    func priorityAndHeaders() throws {
+        #expect(try RequestCodec.decode(Self.record(#"{"request_id":"a","prompt":"hi"}"#), limits: Self.limits).priority == .interactive)
+        #expect(try RequestCodec.decode(Self.record(#"{"request_id":"a","prompt":"hi"}"#, topic: "bulk"), limits: Self.limits).priority == .batch)
+        #expect(try RequestCodec.decode(Self.record(#"{"request_id":"a","prompt":"hi","priority":"interactive"}"#, topic: "bulk"), limits: Self.limits).priority == .interactive)
+        let spring = try RequestCodec.decode(Self.record(#"{"request_id":"a","prompt":"hi"}"#, headers: [
+            KafkaHeader(name: "kafka_replyTopic", string: "spring.replies"), KafkaHeader(name: "kafka_replyPartition", value: [0, 0, 0, 2]),
+            KafkaHeader(name: "kafka_correlationId", value: [1, 2, 3]),
+        ]), limits: Self.limits)
+        #expect(spring.replyTopic == "spring.replies" && spring.replyPartition == 2 && spring.correlationID == [1, 2, 3])
+        #expect(spring.maxTokens == 8 && spring.source.offset == 7)
+    }
+}

@@ -49,12 +49,15 @@ public struct RequestLimits: Sendable {
     public var defaultMaxTokens: Int
     public var maxTokensLimit: Int
     public var defaultTopic: String
+    /// Topics whose requests default to `batch` priority (a request's own field wins).
+    public var batchTopics: Set<String>
 
-    public init(maxPromptBytes: Int, defaultMaxTokens: Int, maxTokensLimit: Int, defaultTopic: String) {
+    public init(maxPromptBytes: Int, defaultMaxTokens: Int, maxTokensLimit: Int, defaultTopic: String, batchTopics: Set<String> = []) {
         self.maxPromptBytes = maxPromptBytes
         self.defaultMaxTokens = defaultMaxTokens
         self.maxTokensLimit = maxTokensLimit
         self.defaultTopic = defaultTopic
+        self.batchTopics = batchTopics
     }
 }
 
@@ -130,7 +133,8 @@ public enum RequestCodec {
         }
         let priority: InferenceRequest.Priority
         switch object["priority"] as? String {
-        case nil, "interactive"?: priority = .interactive
+        case nil: priority = limits.batchTopics.contains(record.topic) ? .batch : .interactive
+        case "interactive"?: priority = .interactive
         case "batch"?: priority = .batch
         default: throw reject("invalid_field", "priority must be interactive or batch")
         }

@@ -57,20 +57,20 @@ public final class WorkerMetrics: Sendable {
 
     /// `sluice_requests_total{status}`.
     func requests(_ status: String) -> Counter {
-        requestCounters.withLock { counters in
-            if let counter = counters[status] { return counter }
-            let counter = registry.makeCounter(descriptor: Self.name("requests", "total", "Requests finished, by status."), labels: [("status", status)])
-            counters[status] = counter
-            return counter
-        }
+        labelled(requestCounters, "requests", "Requests finished, by status.", label: "status", value: status)
     }
 
     /// `sluice_escalations_total{reason}`.
     func escalations(_ reason: String) -> Counter {
-        escalationCounters.withLock { counters in
-            if let counter = counters[reason] { return counter }
-            let counter = registry.makeCounter(descriptor: Self.name("escalations", "total", "Escalated answers, by reason."), labels: [("reason", reason)])
-            counters[reason] = counter
+        labelled(escalationCounters, "escalations", "Escalated answers, by reason.", label: "reason", value: reason)
+    }
+
+    /// The `<name>_total{label=value}` counter, registered on first use.
+    private func labelled(_ cache: borrowing Mutex<[String: Counter]>, _ metric: String, _ help: String, label: String, value: String) -> Counter {
+        cache.withLock { counters in
+            if let counter = counters[value] { return counter }
+            let counter = registry.makeCounter(descriptor: Self.name(metric, "total", help), labels: [(label, value)])
+            counters[value] = counter
             return counter
         }
     }

@@ -73,7 +73,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         policy = EscalationPolicy(confidenceThreshold: worker.escalationThreshold, rules: rules)
         limits = RequestLimits(
             maxPromptBytes: worker.maxPromptBytes, defaultMaxTokens: worker.defaultMaxTokens,
-            maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies)
+            maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies, batchTopics: Set(worker.batchTopics))
         topics = TopicDirectory(producer: producer)
         metrics = WorkerMetrics(model: backend.identity, worker: workerID)
         let metrics = self.metrics
@@ -189,14 +189,13 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     private func handle(_ message: KafkaConsumerMessage) async {
         let partition = message.topicPartition
         state.begin(partition, offset: message.offset)
-        var request: InferenceRequest
+        let request: InferenceRequest
         do {
             request = try RequestCodec.decode(message, limits: limits)
         } catch {
             await reject(message, error)
             return
         }
-        if configuration.worker.batchTopics.contains(message.topic), !Self.hasExplicitPriority(message) { request.priority = .batch }
         if await !topics.exists(request.replyTopic) {
             await reject(message, RequestRejection(
                 code: "unknown_reply_topic", message: "reply topic \(request.replyTopic) does not exist",
@@ -240,10 +239,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             try? consumer.pause(assigned)
             logger.info("queue at high water: partitions paused", metadata: ["depth": "\(held)"])
         }
-    }
-
-    private static func hasExplicitPriority(_ message: KafkaConsumerMessage) -> Bool {
-        ((try? JSONSerialization.jsonObject(with: Data(message.value))) as? [String: Any])?["priority"] != nil
     }
 
     private func finish(_ partition: KafkaTopicPartition, _ offset: Int64) {

@@ -115,8 +115,33 @@ struct WorkerLoadTests {
     }
 }
 
-@Suite("Integration: sluice load", .serialized)
+@Suite("Integration: sluice load and send", .serialized)
 struct LoadGeneratorTests {
+    @Test("sluice send posts one request and prints its reply, matched by correlation id")
+    func send() async throws {
+        let harness = try await WorkerHarness(model: "echo")
+        defer { harness.stopAll() }
+        try await harness.startWorker("w1")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: harness.binary)
+        process.arguments = ["send", "--brokers", harness.brokers, "--prompt", "年费是多少？", "--request-id", "send-1", "--timeout", "60", "--json"]
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "SLUICE_TOPICS_REQUESTS": harness.requestsTopic, "SLUICE_TOPICS_REPLIES": harness.repliesTopic,
+            "SLUICE_TOPICS_ESCALATIONS": harness.escalationsTopic, "SLUICE_TOPICS_DEAD_LETTERS": harness.deadLettersTopic,
+        ]) { _, new in new }
+        process.currentDirectoryURL = harness.directory
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let reply = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        #expect(reply["request_id"] as? String == "send-1")
+        #expect(reply["status"] as? String == "ok")
+        #expect(reply["text"] as? String == "年费是多少？")
+    }
+
     @Test("sluice load sends at a rate with a burst, collects every reply and writes a report and chart")
     func loadGenerator() async throws {
         let harness = try await WorkerHarness(model: "echo")

@@ -21,17 +21,7 @@ struct LoadCommand: AsyncParsableCommand {
         let configuration = try common.loadConfiguration(overrides: common.overrides)
         let client = configuration.kafka.clientConfiguration
         let run = UUID().uuidString.prefix(8).lowercased()
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: client, groupID: "sluice-load-\(run)", sessionTimeout: .seconds(6)))
-        let admin = try KafkaAdmin(configuration: client)
-        guard let replies = try await admin.metadata().topic(named: configuration.topics.replies) else {
-            throw ValidationError("the reply topic \(configuration.topics.replies) does not exist (run `sluice topics create`)")
-        }
-        var start: [KafkaTopicPartitionOffset] = []
-        for partition in replies.partitions {
-            let (_, high) = try await consumer.watermarks(for: KafkaTopicPartition(topic: replies.name, partition: partition.id))
-            start.append(KafkaTopicPartitionOffset(topic: replies.name, partition: partition.id, offset: high))
-        }
-        try consumer.assign(start)
+        let consumer = try await ReplyListener.fromEnd(of: configuration, groupID: "sluice-load-\(run)")
 
         let prompts = ["What is the annual fee of the platinum card?", "信用卡年费是多少？", "How do I report a lost card?",
                        "转账限额是多少？", "Can I increase my credit limit?", "我要转人工"]

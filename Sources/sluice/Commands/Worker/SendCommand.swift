@@ -23,18 +23,7 @@ struct SendCommand: AsyncParsableCommand {
         let requestID = requestID ?? UUID().uuidString.lowercased()
         let correlation = UUID().uuidString.lowercased()
         // Listen first, from the current end of every reply partition, then send.
-        let consumer = try KafkaConsumer(configuration: KafkaConsumerConfiguration(
-            client: client, groupID: "sluice-send-\(correlation)", offsetReset: .latest, sessionTimeout: .seconds(6)))
-        let admin = try KafkaAdmin(configuration: client)
-        guard let replies = try await admin.metadata().topic(named: configuration.topics.replies) else {
-            throw ValidationError("the reply topic \(configuration.topics.replies) does not exist (run `sluice topics create`)")
-        }
-        var start: [KafkaTopicPartitionOffset] = []
-        for partition in replies.partitions {
-            let (_, high) = try await consumer.watermarks(for: KafkaTopicPartition(topic: replies.name, partition: partition.id))
-            start.append(KafkaTopicPartitionOffset(topic: replies.name, partition: partition.id, offset: high))
-        }
-        try consumer.assign(start)
+        let consumer = try await ReplyListener.fromEnd(of: configuration, groupID: "sluice-send-\(correlation)")
         let reply: KafkaConsumerMessage? = try await withThrowingTaskGroup(of: KafkaConsumerMessage?.self) { group in
             group.addTask {
                 for try await message in consumer.messages where message.headers.last(named: "correlation-id")?.stringValue == correlation {

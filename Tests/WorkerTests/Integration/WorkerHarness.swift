@@ -98,6 +98,24 @@ final class WorkerHarness: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// Runs a short `sluice` command against this harness's broker and topics.
+    func runSluice(_ arguments: [String]) throws -> (status: Int32, stdout: Data) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = arguments + ["--brokers", brokers]
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "SLUICE_TOPICS_REQUESTS": requestsTopic, "SLUICE_TOPICS_REPLIES": repliesTopic,
+            "SLUICE_TOPICS_ESCALATIONS": escalationsTopic, "SLUICE_TOPICS_DEAD_LETTERS": deadLettersTopic,
+        ]) { _, new in new }
+        process.currentDirectoryURL = directory
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, data)
+    }
+
     func isRunning(_ name: String) -> Bool { processes[name]?.isRunning == true }
 
     func stopAll() {

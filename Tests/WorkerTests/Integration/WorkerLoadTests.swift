@@ -122,20 +122,8 @@ struct LoadGeneratorTests {
         let harness = try await WorkerHarness(model: "echo")
         defer { harness.stopAll() }
         try await harness.startWorker("w1")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: harness.binary)
-        process.arguments = ["send", "--brokers", harness.brokers, "--prompt", "年费是多少？", "--request-id", "send-1", "--timeout", "60", "--json"]
-        process.environment = ProcessInfo.processInfo.environment.merging([
-            "SLUICE_TOPICS_REQUESTS": harness.requestsTopic, "SLUICE_TOPICS_REPLIES": harness.repliesTopic,
-            "SLUICE_TOPICS_ESCALATIONS": harness.escalationsTopic, "SLUICE_TOPICS_DEAD_LETTERS": harness.deadLettersTopic,
-        ]) { _, new in new }
-        process.currentDirectoryURL = harness.directory
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let (status, data) = try harness.runSluice(["send", "--prompt", "年费是多少？", "--request-id", "send-1", "--timeout", "60", "--json"])
+        #expect(status == 0)
         let reply = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(reply["request_id"] as? String == "send-1")
         #expect(reply["status"] as? String == "ok")
@@ -148,20 +136,9 @@ struct LoadGeneratorTests {
         defer { harness.stopAll() }
         try await harness.startWorker("w1")
         let report = harness.directory.appendingPathComponent("load.json").path
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: harness.binary)
-        process.arguments = ["load", "--brokers", harness.brokers, "--rate", "100", "--duration", "2", "--burst", "100@1", "--timeout", "60", "--report", report]
-        process.environment = ProcessInfo.processInfo.environment.merging([
-            "SLUICE_TOPICS_REQUESTS": harness.requestsTopic, "SLUICE_TOPICS_REPLIES": harness.repliesTopic,
-            "SLUICE_TOPICS_ESCALATIONS": harness.escalationsTopic, "SLUICE_TOPICS_DEAD_LETTERS": harness.deadLettersTopic,
-        ]) { _, new in new }
-        process.currentDirectoryURL = harness.directory
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(text)")
+        let (status, output) = try harness.runSluice(["load", "--rate", "100", "--duration", "2", "--burst", "100@1", "--timeout", "60", "--report", report])
+        let text = String(decoding: output, as: UTF8.self)
+        #expect(status == 0, "\(text)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
         #expect(object["sent"] as? Int == 300)
         #expect(object["answered"] as? Int == 300)

@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WorkerTests",
-            dependencies: ["Worker", "KafkaClient", "AuditLog", "Inference"],
+            dependencies: ["Worker", "KafkaClient", "AuditLog", "Inference", .product(name: "Yams", package: "Yams")],
             swiftSettings: strictSettings
         ),
     ]

@@ -138,3 +138,15 @@ extension ConfigurationError {
         }
     }
 }
+
+extension SluiceConfiguration {
+    /// The configuration as YAML with passwords and keys replaced by `<redacted>` (for `sluice config check`).
+    public func redactedYAML() throws -> String {
+        var copy = self
+        for secret in [\SluiceConfiguration.kafka.saslPassword, \.audit.pseudonymKey, \.audit.sealingKey, \.audit.signingKey]
+        where !copy[keyPath: secret].isEmpty {
+            copy[keyPath: secret] = "<redacted>"
+        }
+        return try YAMLEncoder().encode(copy)
+    }
+}

@@ -70,6 +70,8 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         public var commitIntervalMs: Int = 500
         /// HTTP port of /metrics, /healthz and /readyz (0: off).
         public var metricsPort: Int = 9400
+        /// The end-to-end latency objective (p99), exported for the latency alert.
+        public var latencyObjectiveMs: Int = 30_000
 
         public init() {}
 
@@ -97,6 +99,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
             case gracePeriodMs = "grace_period_ms"
             case commitIntervalMs = "commit_interval_ms"
             case metricsPort = "metrics_port"
+            case latencyObjectiveMs = "latency_objective_ms"
         }
     }
 
@@ -245,6 +248,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
             throw fail("worker.max_context", "must hold max_prompt_tokens + max_tokens_limit")
         }
         if !(0...1).contains(w.escalationThreshold) { throw fail("worker.escalation_threshold", "must be 0...1") }
+        if w.latencyObjectiveMs <= 0 { throw fail("worker.latency_objective_ms", "must be > 0") }
         if !(0...65_535).contains(w.metricsPort) { throw fail("worker.metrics_port", "must be 0...65535") }
         if w.gracePeriodMs < 0 || w.commitIntervalMs < 10 { throw fail("worker.grace_period_ms", "grace period ≥ 0, commit interval ≥ 10 ms") }
         if !["FULL", "NORMAL"].contains(audit.synchronous.uppercased()) { throw fail("audit.synchronous", "must be FULL or NORMAL") }

@@ -23,11 +23,14 @@ public final class WorkerMetrics: Sendable {
     private let escalationCounters: Mutex<[String: Counter]> = Mutex([:])
     private let lagGauges: Mutex<[KafkaTopicPartition: Gauge]> = Mutex([:])
 
+    /// `sluice_<metric>_<unit>`; an empty unit for counts without one (gauges of requests, 0/1 flags, info).
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
         MetricNameDescriptor(namespace: "sluice", metricName: metric, unitName: unit, helpText: help)
     }
 
-    public init(model: ModelIdentity, worker: String) {
+    /// - Parameter latencyObjective: exported as `sluice_latency_objective_seconds` so the p99 alert
+    ///   compares against the objective this deployment is configured with.
+    public init(model: ModelIdentity, worker: String, latencyObjective: Duration = .seconds(30)) {
         let latency: [Duration] = [.milliseconds(5), .milliseconds(25), .milliseconds(100), .milliseconds(250), .milliseconds(500),
                                    .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60)]
         queueTime = registry.makeDurationHistogram(descriptor: Self.name("queue_time", "seconds", "Time from consumption to the start of inference."), labels: [], buckets: latency)
@@ -44,14 +47,16 @@ public final class WorkerMetrics: Sendable {
         tokens = registry.makeCounter(descriptor: Self.name("generated_tokens", "total", "Tokens generated (rate() gives tokens/s)."), labels: [])
         auditFailures = registry.makeCounter(descriptor: Self.name("audit_write_failures", "total", "Failed audit writes (retried; offsets stay uncommitted)."), labels: [])
         publishFailures = registry.makeCounter(descriptor: Self.name("publish_failures", "total", "Failed Kafka publishes (retried)."), labels: [])
-        inFlight = registry.makeGauge(descriptor: Self.name("requests_in_flight", "requests", "Requests held between consumption and commit."), labels: [])
-        queueDepth = registry.makeGauge(descriptor: Self.name("queue_depth", "requests", "Requests queued or decoding in the scheduler."), labels: [])
-        assignedPartitions = registry.makeGauge(descriptor: Self.name("assigned_partitions", "partitions", "Request partitions this worker owns."), labels: [])
-        ready = registry.makeGauge(descriptor: Self.name("ready", "bool", "1 when the model is loaded and partitions are assigned."), labels: [])
+        inFlight = registry.makeGauge(descriptor: Self.name("requests_in_flight", "", "Requests held between consumption and commit."), labels: [])
+        queueDepth = registry.makeGauge(descriptor: Self.name("queue_depth", "", "Requests queued or decoding in the scheduler."), labels: [])
+        assignedPartitions = registry.makeGauge(descriptor: Self.name("assigned_partitions", "", "Request partitions this worker owns."), labels: [])
+        ready = registry.makeGauge(descriptor: Self.name("ready", "", "1 when the model is loaded and partitions are assigned."), labels: [])
         registry.makeGauge(
-            descriptor: Self.name("model_info", "info", "The served model (value 1)."),
+            descriptor: Self.name("model_info", "", "The served model (value 1)."),
             labels: [("name", model.name), ("quantization", model.quantization), ("sha256", model.sha256), ("worker", worker)]
         ).set(to: 1.0)
+        registry.makeGauge(descriptor: Self.name("latency_objective", "seconds", "The configured end-to-end latency objective (worker.latency_objective_ms)."), labels: [])
+            .set(to: Double(latencyObjective.components.seconds) + Double(latencyObjective.components.attoseconds) / 1e18)
         for status in ["ok", "error", "expired", "rejected"] { _ = requests(status) }
     }
 
@@ -85,6 +90,12 @@ public final class WorkerMetrics: Sendable {
             gauges[partition] = gauge
             return gauge
         }
+    }
+
+    /// Removes the lag gauges of partitions this worker no longer owns.
+    func forgetLag(of partitions: [KafkaTopicPartition]) {
+        let removed = lagGauges.withLock { gauges in partitions.compactMap { gauges.removeValue(forKey: $0) } }
+        for gauge in removed { registry.unregisterGauge(gauge) }
     }
 
     /// The exposition text.

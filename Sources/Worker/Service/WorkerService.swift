@@ -75,7 +75,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             maxPromptBytes: worker.maxPromptBytes, defaultMaxTokens: worker.defaultMaxTokens,
             maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies, batchTopics: Set(worker.batchTopics))
         topics = TopicDirectory(producer: producer)
-        metrics = WorkerMetrics(model: backend.identity, worker: workerID)
+        metrics = WorkerMetrics(model: backend.identity, worker: workerID, latencyObjective: .milliseconds(configuration.worker.latencyObjectiveMs))
         let metrics = self.metrics
         scheduler.onStep = { batch, duration in
             metrics.batchSize.record(Double(batch))
@@ -139,7 +139,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             case .partitionsAssigned(let partitions):
                 if state.assign(partitions) { try? consumer.pause(partitions) }
                 updateAssignmentMetrics()
-            case .partitionsRevoked:
+            case .partitionsRevoked(let partitions, _):
+                metrics.forgetLag(of: partitions)  // the next owner reports it; a stale value would double-count
                 updateAssignmentMetrics()
             case .error(let error):
                 logger.warning("kafka", metadata: ["error": "\(error)"])

@@ -140,9 +140,12 @@ struct MonitoringIntegrationTests {
         }
         #expect(rules.count == 11)
         for rule in rules { #expect(rule[1] == "ok", "\(rule[0]): \(rule[2])") }
-        // A healthy worker: the no-worker alert is not pending or firing.
-        let alerts = Ops.list(try prometheus.api("/api/v1/alerts") ?? [:], "data.alerts")
-        #expect(!alerts.contains { Ops.string($0, "labels.alertname") == "SluiceNoWorkerReady" })
+        // A healthy, scraped worker clears the no-worker alert (pending from before the first scrape).
+        try await withDeadlineThrowing(20, "SluiceNoWorkerReady to clear") {
+            while Ops.list(try prometheus.api("/api/v1/alerts") ?? [:], "data.alerts").contains(where: { Ops.string($0, "labels.alertname") == "SluiceNoWorkerReady" }) {
+                try await Task.sleep(for: .milliseconds(500))  // evaluation runs every second
+            }
+        }
 
         // Every dashboard query is valid PromQL, and the throughput query sees the traffic.
         for expression in try Ops.dashboardExpressions() {

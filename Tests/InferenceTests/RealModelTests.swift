@@ -76,6 +76,28 @@ struct RealModelTests {
         }
     }
 
+    /// Free-running greedy decoding, as `sluice model generate` does it, reproduces llama.cpp's
+    /// first 16 tokens exactly on these golden prompts. (Measured on all 12 goldens: 7 agree for
+    /// 16 tokens or more; the other 5 part at a near tie after 5 to 12 tokens, which
+    /// `greedyGoldens` bounds.)
+    @Test("free-running greedy continuations equal llama.cpp's for the first 16 tokens", arguments: [
+        "The capital of France is Paris. The capital of Germany is",
+        "Customer question: What is the annual fee of the gold card?\nBank service answer:",
+        "Customer question: 我想查询信用卡账单\nBank service answer:",
+        "Customer question: Can I increase my credit limit?\nBank service answer:",
+        "Customer question: I want to talk to a human agent.\nBank service answer:",
+        "The bank's opening hours are",
+    ])
+    func greedyExact(prompt: String) throws {
+        let model = try RealModel.load()
+        let golden = try #require(try RealModel.goldens("gemma3_greedy.json", as: GreedyCase.self).first { $0.prompt == prompt })
+        let promptTokens = model.tokenizer.encode(prompt, addBOS: true, parseSpecial: false)
+        let full = model.tokenizer.encode(prompt + golden.output, addBOS: true, parseSpecial: false)
+        let reference = Array(full.dropFirst(promptTokens.count).prefix(16))
+        let completion = try BatchGenerator(model: model, maxContext: 128).complete(GenerationRequest(promptTokens: promptTokens, maxTokens: 16))
+        #expect(completion.tokens == reference, "\(prompt.debugDescription): \(completion.text.debugDescription) vs \(golden.output.debugDescription)")
+    }
+
     @Test("“The capital of France is Paris. The capital of Germany is” continues with Berlin")
     func berlin() throws {
         let model = try RealModel.load()

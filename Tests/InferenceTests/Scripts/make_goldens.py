@@ -49,6 +49,14 @@ PROMPTS = [
     "To report a lost credit card, you should",
     "我的信用卡丢了，",
     "Q: What is 12 + 30?\nA:",
+    "Customer question: What is the annual fee of the gold card?\nBank service answer:",
+    "Customer question: How do I reset my online banking password?\nBank service answer:",
+    "Customer question: 我想查询信用卡账单\nBank service answer:",
+    "The bank's opening hours are",
+    "An interest rate is",
+    "Customer question: Can I increase my credit limit?\nBank service answer:",
+    "The first president of the United States was",
+    "Customer question: I want to talk to a human agent.\nBank service answer:",
 ]
 greedy = []
 for prompt in PROMPTS:

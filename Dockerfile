@@ -28,7 +28,7 @@ RUN swift build -c release --static-swift-stdlib --product sluice \
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl tzdata \
-      libopenblas0 libsqlite3-0 libssl3 libsasl2-2 libsasl2-modules libzstd1 liblz4-1 zlib1g libcurl4 libstdc++6 \
+      libopenblas0-pthread libsqlite3-0 libssl3 libsasl2-2 libsasl2-modules libzstd1 liblz4-1 zlib1g libcurl4 libstdc++6 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/lib/librdkafka.so.1 /usr/local/lib/librdkafka.so.1
 RUN ldconfig

@@ -38,6 +38,11 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
         .target(
             name: "Kernels",
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
@@ -46,6 +51,7 @@ let package = Package(
             name: "Inference",
             dependencies: [
                 "Kernels",
+                "COpenBLAS",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings

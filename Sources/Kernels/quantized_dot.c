@@ -91,8 +91,8 @@ static inline void scale_min(int j, const uint8_t *q, int *scale, int *min) {
 typedef struct {
     int8_t *v;        // [k]
     float *dw;        // Q8_0 family: [k/32] block scales
-    int32_t *gscale;  // K family: [k/16] integer scale of each 16-element group
-    int32_t *gmin;    // K family: [k/16] integer min of each 16-element group
+    int16_t *gscale;  // K family: [k/16] integer scale of each 16-element group
+    int16_t *gmin;    // K family: [k/16] integer min of each 16-element group
     float *sd, *smin; // K family: [k/256] super-block scale and min scale
 } unpacked_row;
 
@@ -133,11 +133,76 @@ static void unpack_q4_q5_0_avx2(int type, const void *row, int64_t nb, unpacked_
     }
 }
 
+/// AVX2 unpacking of Q4_K / Q5_K / Q6_K super-blocks (256 values): the same values and
+/// group scales as the portable code below, 32 values per instruction.
+__attribute__((target("avx2,f16c")))
+static void unpack_k_avx2(int type, const void *row, int64_t nb, unpacked_row *u) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    for (int64_t i = 0; i < nb; i++) {
+        int8_t *v = u->v + i * QK_K;
+        if (type == SL_TYPE_Q6_K) {
+            const q6_K_t *w = (const q6_K_t *)row + i;
+            u->sd[i] = _cvtsh_ss(w->d); u->smin[i] = 0;
+            for (int n = 0; n < 2; n++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * n));
+                const __m256i b = _mm256_loadu_si256((const __m256i *)(w->ql + 64 * n + 32));
+                const __m256i h = _mm256_loadu_si256((const __m256i *)(w->qh + 32 * n));
+                const __m256i h0 = _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4);
+                const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2);
+                const __m256i h2 = _mm256_and_si256(h, _mm256_set1_epi8(0x30));
+                const __m256i h3 = _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2);
+                const __m256i bias = _mm256_set1_epi8(32);
+                int8_t *o = v + 128 * n;
+                _mm256_storeu_si256((__m256i *)o, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(a, low), h0), bias));
+                _mm256_storeu_si256((__m256i *)(o + 32), _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(b, low), h1), bias));
+                _mm256_storeu_si256((__m256i *)(o + 64), _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), h2), bias));
+                _mm256_storeu_si256((__m256i *)(o + 96), _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low), h3), bias));
+                for (int g = 0; g < 8; g++) { u->gscale[i * 16 + 8 * n + g] = w->scales[8 * n + g]; u->gmin[i * 16 + 8 * n + g] = 0; }
+            }
+            continue;
+        }
+        const uint8_t *scales, *qs, *qh = 0;
+        if (type == SL_TYPE_Q4_K) {
+            const q4_K_t *w = (const q4_K_t *)row + i;
+            u->sd[i] = _cvtsh_ss(w->d); u->smin[i] = _cvtsh_ss(w->dmin);
+            scales = w->scales; qs = w->qs;
+        } else {
+            const q5_K_t *w = (const q5_K_t *)row + i;
+            u->sd[i] = _cvtsh_ss(w->d); u->smin[i] = _cvtsh_ss(w->dmin);
+            scales = w->scales; qs = w->qs; qh = w->qh;
+        }
+        const __m256i high = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+        for (int j = 0; j < QK_K / 64; j++) {
+            const __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+            __m256i lo = _mm256_and_si256(packed, low);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+            if (qh) {
+                const __m256i m0 = _mm256_set1_epi8((char)(1 << (2 * j))), m1 = _mm256_set1_epi8((char)(1 << (2 * j + 1)));
+                const __m256i sixteen = _mm256_set1_epi8(0x10);
+                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, m0), m0), sixteen));
+                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, m1), m1), sixteen));
+            }
+            _mm256_storeu_si256((__m256i *)(v + 64 * j), lo);
+            _mm256_storeu_si256((__m256i *)(v + 64 * j + 32), hi);
+            int sc0, m0, sc1, m1;
+            scale_min(2 * j, scales, &sc0, &m0);
+            scale_min(2 * j + 1, scales, &sc1, &m1);
+            int16_t *gs = u->gscale + i * 16 + 4 * j, *gm = u->gmin + i * 16 + 4 * j;
+            gs[0] = gs[1] = (int16_t)sc0; gs[2] = gs[3] = (int16_t)sc1;
+            gm[0] = gm[1] = (int16_t)m0; gm[2] = gm[3] = (int16_t)m1;
+        }
+    }
+}
+
 static int has_avx2(void);
 
 static void unpack_row(int type, const void *row, int64_t k, unpacked_row *u) {
     if ((type == SL_TYPE_Q5_0 || type == SL_TYPE_Q4_0) && has_avx2()) {
         unpack_q4_q5_0_avx2(type, row, k / QK, u);
+        return;
+    }
+    if ((type == SL_TYPE_Q4_K || type == SL_TYPE_Q5_K || type == SL_TYPE_Q6_K) && has_avx2()) {
+        unpack_k_avx2(type, row, k / QK_K, u);
         return;
     }
     switch (type) {
@@ -195,9 +260,9 @@ static void unpack_row(int type, const void *row, int64_t k, unpacked_row *u) {
                     v[l] = (int8_t)((qs[32 * j + l] & 0x0F) + (qh ? (((qh[l] >> (2 * j)) & 1) << 4) : 0));
                     v[l + 32] = (int8_t)((qs[32 * j + l] >> 4) + (qh ? (((qh[l] >> (2 * j + 1)) & 1) << 4) : 0));
                 }
-                int32_t *gs = u->gscale + i * 16 + 4 * j, *gm = u->gmin + i * 16 + 4 * j;
-                gs[0] = gs[1] = sc0; gs[2] = gs[3] = sc1;
-                gm[0] = gm[1] = m0; gm[2] = gm[3] = m1;
+                int16_t *gs = u->gscale + i * 16 + 4 * j, *gm = u->gmin + i * 16 + 4 * j;
+                gs[0] = gs[1] = (int16_t)sc0; gs[2] = gs[3] = (int16_t)sc1;
+                gm[0] = gm[1] = (int16_t)m0; gm[2] = gm[3] = (int16_t)m1;
             }
         }
         break;
@@ -265,19 +330,6 @@ static float dot_unpacked_q8_0_avx2(const unpacked_row *u, const q8_0_t *x, cons
     return hsum_f32_avx2(acc);
 }
 
-/// Q8_0 weight blocks used in place (no unpacking needed).
-__attribute__((target("avx2,fma")))
-static float dot_q8_0_blocks_avx2(const q8_0_t *w, const float *wd, const q8_0_t *x, const float *xd, int64_t nb) {
-    // Per-lane float accumulation, one horizontal sum per row (as llama.cpp's kernels do).
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m256i wv = _mm256_loadu_si256((const __m256i *)w[i].qs);
-        const __m256i a = _mm256_loadu_si256((const __m256i *)x[i].qs);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(wv, a)), _mm256_set1_ps(wd[i] * xd[i]), acc);
-    }
-    return hsum_f32_avx2(acc);
-}
-
 static float dot_unpacked_q8_0_portable(const unpacked_row *u, const q8_0_t *x, const float *xd, int64_t nb) {
     float sum = 0;
     for (int64_t i = 0; i < nb; i++) {
@@ -288,23 +340,26 @@ static float dot_unpacked_q8_0_portable(const unpacked_row *u, const q8_0_t *x, 
     return sum;
 }
 
-/// K-quant row · Q8_K activations: per 16-element group an integer scale (and min).
+/// K-quant row · Q8_K activations: per 16-element group an integer scale (and min). The
+/// 16-bit pair sums of maddubs are scaled and widened in one madd; the integer result is
+/// exactly the portable one.
 __attribute__((target("avx2,fma")))
 static float dot_unpacked_q8_K_avx2(const unpacked_row *u, const q8_K_t *x, int64_t nb) {
     float sum = 0;
     for (int64_t i = 0; i < nb; i++) {
         __m256i acc = _mm256_setzero_si256();
+        const int16_t *gs = u->gscale + i * 16;
         for (int g = 0; g < 16; g += 2) {
             const __m256i w = _mm256_loadu_si256((const __m256i *)(u->v + i * QK_K + 16 * g));
             const __m256i a = _mm256_loadu_si256((const __m256i *)(x[i].qs + 16 * g));
-            const __m256i scales = _mm256_setr_epi32(
-                u->gscale[i * 16 + g], u->gscale[i * 16 + g], u->gscale[i * 16 + g], u->gscale[i * 16 + g],
-                u->gscale[i * 16 + g + 1], u->gscale[i * 16 + g + 1], u->gscale[i * 16 + g + 1], u->gscale[i * 16 + g + 1]);
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(mul_sum_i8_avx2(w, a), scales));
+            const __m256i dot16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w));
+            const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(gs[g]), _mm_set1_epi16(gs[g + 1]));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(dot16, scales));
         }
         const int sumi = hsum_i32_avx2(acc);
-        int summ = 0;
-        for (int g = 0; g < 16; g++) summ += u->gmin[i * 16 + g] * x[i].bsums[g];
+        const __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(u->gmin + i * 16)),
+                                               _mm256_loadu_si256((const __m256i *)x[i].bsums));
+        const int summ = hsum_i32_avx2(mins);
         sum += u->sd[i] * x[i].d * (float)sumi - u->smin[i] * x[i].d * (float)summ;
     }
     return sum;
@@ -329,9 +384,80 @@ static int has_avx2(void) {
     static int known = -1;
     if (known < 0) {
         __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     }
     return known;
+}
+
+/// Q4_0 / Q5_0 row · Q8_0 activations without unpacking (one activation row: decoding),
+/// the values built in registers exactly as unpack_q4_q5_0_avx2 stores them.
+__attribute__((target("avx2,fma,f16c")))
+static float dot_q4_q5_0_direct_avx2(int type, const void *row, const q8_0_t *x, const float *xd, int64_t nb) {
+    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit_of_byte = _mm256_set1_epi64x(0x8040201008040201LL);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *qs;
+        uint16_t d;
+        uint32_t qh = 0;
+        if (type == SL_TYPE_Q5_0) {
+            const q5_0_t *b = (const q5_0_t *)row + i;
+            qs = b->qs; d = b->d;
+            memcpy(&qh, b->qh, 4);
+        } else {
+            const q4_0_t *b = (const q4_0_t *)row + i;
+            qs = b->qs; d = b->d;
+        }
+        const __m128i packed = _mm_loadu_si128((const __m128i *)qs);
+        const __m256i nibbles = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low_mask);
+        __m256i w;
+        if (type == SL_TYPE_Q5_0) {
+            __m256i bits = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
+            bits = _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit_of_byte), bit_of_byte);
+            w = _mm256_sub_epi8(_mm256_or_si256(nibbles, _mm256_and_si256(bits, _mm256_set1_epi8(0x10))), _mm256_set1_epi8(16));
+        } else {
+            w = _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
+        }
+        const __m256i a = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(w, a)), _mm256_set1_ps(_cvtsh_ss(d) * xd[i]), acc);
+    }
+    return hsum_f32_avx2(acc);
+}
+
+/// Q8_0 weight blocks used in place, their scales converted by the F16C instruction.
+__attribute__((target("avx2,fma,f16c")))
+static float dot_q8_0_direct_avx2(const q8_0_t *w, const q8_0_t *x, const float *xd, int64_t nb) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)w[i].qs);
+        const __m256i a = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(wv, a)), _mm256_set1_ps(_cvtsh_ss(w[i].d) * xd[i]), acc);
+    }
+    return hsum_f32_avx2(acc);
+}
+
+/// Four activation rows against one Q8_0-family weight row at once: each weight block is
+/// loaded once and the four accumulation chains run in parallel. Each row's sum is formed
+/// exactly as in the one-row kernels (same operations, same order), so results do not
+/// depend on how rows are grouped.
+__attribute__((target("avx2,fma,f16c")))
+static void dot4_q8_0_avx2(const int8_t *wv, size_t w_stride, const uint16_t *wd_half, const float *wd_float,
+                           const q8_0_t *const x[4], const float *const xd[4], int64_t nb, float out[4]) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(wv + (size_t)i * w_stride));
+        const __m256 d = _mm256_set1_ps(wd_half ? _cvtsh_ss(*(const uint16_t *)((const char *)wd_half + (size_t)i * w_stride)) : wd_float[i]);
+        const __m256i aw = _mm256_sign_epi8(w, w);
+        const __m256i ones = _mm256_set1_epi16(1);
+#define SL_LANE(n) acc##n = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, \
+            _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[n][i].qs), w)), ones)), _mm256_mul_ps(d, _mm256_broadcast_ss(xd[n] + i)), acc##n)
+        SL_LANE(0); SL_LANE(1); SL_LANE(2); SL_LANE(3);
+#undef SL_LANE
+    }
+    out[0] = hsum_f32_avx2(acc0); out[1] = hsum_f32_avx2(acc1); out[2] = hsum_f32_avx2(acc2); out[3] = hsum_f32_avx2(acc3);
 }
 
 int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
@@ -353,24 +479,54 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
             for (int64_t i = 0; i < nb; i++) xd[b * nb + i] = sl_f16_to_f32(x[i].d);
         }
     }
-    // Each weight row is unpacked once to int8 values and group scales, then multiplied
-    // with every activation row; the integer sums and float expressions are the same for
-    // every batch size, so results do not depend on batching.
+    // Weight blocks already holding int8 values (Q8_0), and any Q8_0-family row against a
+    // single activation row, are multiplied in place. Otherwise each weight row is unpacked
+    // once to int8 values and group scales, then multiplied with every activation row. The
+    // integer sums and float expressions are the same on every path and for every batch
+    // size, so results do not depend on batching.
     int8_t v[k] __attribute__((aligned(32)));
     float dw[k / QK + 1], sd[k / QK_K + 1], smin[k / QK_K + 1];
-    int32_t gscale[k / 16 + 1], gmin[k / 16 + 1];
+    int16_t gscale[k / 16 + 16] __attribute__((aligned(32))), gmin[k / 16 + 16] __attribute__((aligned(32)));
     unpacked_row u = { v, dw, gscale, gmin, sd, smin };
     for (int64_t r = row_begin; r < row_end; r++) {
-        if (type == SL_TYPE_Q8_0 && simd) {
-            const q8_0_t *row = (const q8_0_t *)(base + r * row_bytes);
-            for (int64_t i = 0; i < nb; i++) dw[i] = sl_f16_to_f32(row[i].d);
-            for (int64_t b = 0; b < batch; b++) {
-                y[b * ldy + r] = dot_q8_0_blocks_avx2(row, dw, (const q8_0_t *)((const char *)xq + b * x_bytes), xd + b * nb, nb);
+        const void *row = base + r * row_bytes;
+        if (simd && type == SL_TYPE_Q8_0 && batch >= 4) {
+            const q8_0_t *wb = row;
+            int64_t b = 0;
+            for (; b + 4 <= batch; b += 4) {
+                const q8_0_t *x4[4];
+                const float *xd4[4];
+                float out[4];
+                for (int n = 0; n < 4; n++) { x4[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xd4[n] = xd + (b + n) * nb; }
+                dot4_q8_0_avx2(wb->qs, sizeof(q8_0_t), &wb->d, 0, x4, xd4, nb, out);
+                for (int n = 0; n < 4; n++) y[(b + n) * ldy + r] = out[n];
+            }
+            for (; b < batch; b++) {
+                y[b * ldy + r] = dot_q8_0_direct_avx2(row, (const q8_0_t *)((const char *)xq + b * x_bytes), xd + b * nb, nb);
             }
             continue;
         }
-        unpack_row(type, base + r * row_bytes, k, &u);
-        for (int64_t b = 0; b < batch; b++) {
+        if (simd && (type == SL_TYPE_Q8_0 || (q8_0 && batch == 1))) {
+            for (int64_t b = 0; b < batch; b++) {
+                const q8_0_t *x = (const q8_0_t *)((const char *)xq + b * x_bytes);
+                y[b * ldy + r] = type == SL_TYPE_Q8_0 ? dot_q8_0_direct_avx2(row, x, xd + b * nb, nb)
+                                                      : dot_q4_q5_0_direct_avx2(type, row, x, xd + b * nb, nb);
+            }
+            continue;
+        }
+        unpack_row(type, row, k, &u);
+        int64_t b = 0;
+        if (simd && q8_0) {
+            for (; b + 4 <= batch; b += 4) {
+                const q8_0_t *x4[4];
+                const float *xd4[4];
+                float out[4];
+                for (int n = 0; n < 4; n++) { x4[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xd4[n] = xd + (b + n) * nb; }
+                dot4_q8_0_avx2(u.v, QK, 0, u.dw, x4, xd4, nb, out);
+                for (int n = 0; n < 4; n++) y[(b + n) * ldy + r] = out[n];
+            }
+        }
+        for (; b < batch; b++) {
             const void *x = (const char *)xq + b * x_bytes;
             float value;
             if (q8_0) {

@@ -16,7 +16,7 @@ struct QuantizedDotTests {
             let tensor = try file.tensor(name)
             let k = tensor.rowLength
             let rows = 64
-            let batch = 3
+            let batch = 6  // one block of four activation rows and two single ones
             let x = (0..<(k * batch)).map { _ in Float(Double(random.next() % 2001) / 1000 - 1) }
             var exact = [Float](repeating: 0, count: rows * batch)
             var fast = [Float](repeating: 0, count: rows * batch)
@@ -32,6 +32,15 @@ struct QuantizedDotTests {
             let scale = exact.map { abs($0) }.max() ?? 1
             let worst = zip(exact, fast).map { abs($0 - $1) }.max() ?? 0
             #expect(worst / scale < 0.02, "\(name) \(tensor.type): worst error \(worst) of \(scale)")
+
+            // Each activation row alone gives bit-identical results (batching is exact).
+            for b in 0..<batch {
+                var alone = [Float](repeating: 0, count: rows)
+                quantized.withUnsafeBufferPointer { q in
+                    _ = sl_matmul_rows_quantized(tensor.type.rawValue, tensor.dataPointer, Int64(k), 0, Int64(rows), q.baseAddress! + b * bytes, 1, &alone, Int64(rows))
+                }
+                #expect(alone == Array(fast[(b * rows)..<((b + 1) * rows)]), "\(name) \(tensor.type): row \(b) differs when batched")
+            }
         }
     }
 }

@@ -106,19 +106,23 @@ struct RealModelTests {
         #expect(completion.text.hasPrefix(" Berlin"))
     }
 
-    @Test("batching is exact: 8 sequences of different lengths decoded together give each one's solo tokens")
+    @Test("batching is exact: 9 sequences of different lengths (one prefilled with sgemm) decoded together give each one's solo tokens")
     func batchingIsExact() throws {
         let model = try RealModel.load()
         let prompts = [
             "Hello", "My card was declined at the shop today and", "转账限额是多少？", "The bank's opening hours are",
             "Q: How do I reset my PIN?\nA:", "Once upon a time", "1, 2, 3, 4,", "Dear customer, thank you for",
+            // Long enough (≥ 64 tokens) to be prefilled with float products (sgemm).
+            String(repeating: "My statement shows a payment I did not make. ", count: 8) + "What should I do?",
         ]
         let requests = prompts.map {
             GenerationRequest(promptTokens: model.tokenizer.encode($0, addBOS: true, parseSpecial: false), maxTokens: 10)
         }
+        #expect(requests.last!.promptTokens.count >= BatchGenerator(model: model).densePrefillMinimum)
         let solo = try requests.map { try BatchGenerator(model: model, maxContext: 128).complete($0).tokens }
 
-        let generator = BatchGenerator(model: model, maxContext: 128)
+        // A small prefill budget splits the prompts into other chunks than when alone.
+        let generator = BatchGenerator(model: model, maxContext: 128, prefillBudget: 24)
         // Half join at once; the rest join while the first ones are decoding (continuous batching).
         for (id, request) in requests.enumerated().prefix(4) { try generator.submit(id, request) }
         var together: [Int: [Int32]] = [:]

@@ -41,5 +41,18 @@ struct SyntheticModelTests {
             ForwardEntry(cache: model.makeCache(maxContext: 64), tokens: Array(reference.tokens.prefix($0)), wantsLogits: true)
         }
         for (index, logits) in try model.forward(entries).enumerated() { check(logits, position: index, "prefill") }
+
+        // The same with every other prefix prefilled in float (dequantized weights, sgemm):
+        // dense and int8 entries mixed in one pass, logits returned in the entries' order.
+        let mixed = (1...reference.tokens.count).map {
+            ForwardEntry(cache: model.makeCache(maxContext: 64), tokens: Array(reference.tokens.prefix($0)), wantsLogits: true, dense: $0 % 2 == 1)
+        }
+        let mixedLogits = try model.forward(mixed)
+        for (index, logits) in mixedLogits.enumerated() { check(logits, position: index, index % 2 == 0 ? "dense prefill" : "prefill") }
+
+        // A dense entry's result does not depend on what else is in the pass.
+        let whole = reference.tokens.count
+        let alone = try model.forward([ForwardEntry(cache: model.makeCache(maxContext: 64), tokens: reference.tokens, wantsLogits: true, dense: whole % 2 == 1)])[0]
+        #expect(alone == mixedLogits[whole - 1], "\(architecture): a dense prefill changed with its batch")
     }
 }

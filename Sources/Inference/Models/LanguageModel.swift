@@ -4,11 +4,16 @@ public struct ForwardEntry {
     public let tokens: [Int32]
     /// Whether to compute logits for the last of `tokens`.
     public let wantsLogits: Bool
+    /// Compute this entry's matrix products in float against dequantized weights (OpenBLAS
+    /// sgemm) rather than with int8 activations: faster for long prompts. For batching to stay
+    /// exact, decide it from the sequence alone (e.g. its prompt length), never from the batch.
+    public let dense: Bool
 
-    public init(cache: KVCache, tokens: [Int32], wantsLogits: Bool) {
+    public init(cache: KVCache, tokens: [Int32], wantsLogits: Bool, dense: Bool = false) {
         self.cache = cache
         self.tokens = tokens
         self.wantsLogits = wantsLogits
+        self.dense = dense
     }
 }
 

@@ -85,12 +85,16 @@ public final class BatchGenerator {
     public let maxContext: Int
     /// Prompt tokens one step prefills at most, over all sequences (bounds step latency).
     public let prefillBudget: Int
+    /// Prompts at least this long are prefilled with float matrix products (OpenBLAS sgemm)
+    /// instead of int8 ones; decided per sequence so that batching stays exact.
+    public let densePrefillMinimum: Int
     private var sequences: [Sequence] = []
 
-    public init(model: any LanguageModel, maxContext: Int = 4096, prefillBudget: Int = 512) {
+    public init(model: any LanguageModel, maxContext: Int = 4096, prefillBudget: Int = 512, densePrefillMinimum: Int = 64) {
         self.model = model
         self.maxContext = min(maxContext, model.config.contextLength)
         self.prefillBudget = max(1, prefillBudget)
+        self.densePrefillMinimum = densePrefillMinimum
     }
 
     public var activeCount: Int { sequences.count }
@@ -125,7 +129,8 @@ public final class BatchGenerator {
                 sequence.pendingPrompt = sequence.pendingPrompt.dropFirst(count)
                 budget -= count
                 let last = sequence.pendingPrompt.isEmpty
-                entries.append(ForwardEntry(cache: sequence.cache, tokens: chunk, wantsLogits: last))
+                let dense = sequence.request.promptTokens.count >= densePrefillMinimum
+                entries.append(ForwardEntry(cache: sequence.cache, tokens: chunk, wantsLogits: last, dense: dense))
                 participants.append((sequence, last))
             }
         }

@@ -123,8 +123,12 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         var rowCache: [KVCache] = []
         var rowPosition: [Int] = []
         var rowToken: [Int32] = []
-        var logitRows: [Int] = []
-        for entry in entries {
+        var logitRows: [(row: Int, entry: Int)] = []
+        // Dense entries' rows first: each matrix product takes them as one block.
+        let order = entries.indices.filter { entries[$0].dense } + entries.indices.filter { !entries[$0].dense }
+        let denseRows = entries.reduce(0) { $0 + ($1.dense ? $1.tokens.count : 0) }
+        for index in order {
+            let entry = entries[index]
             guard !entry.tokens.isEmpty, entry.tokens.count <= prefillChunk else {
                 throw InferenceError(.invalidRequest, "a forward entry must hold 1...\(prefillChunk) tokens")
             }
@@ -139,11 +143,11 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
                 rowPosition.append(entry.cache.length + offset)
                 rowToken.append(token)
             }
-            if entry.wantsLogits { logitRows.append(rowToken.count - 1) }
+            if entry.wantsLogits { logitRows.append((rowToken.count - 1, index)) }
         }
         let n = rowToken.count
         let d = config.embeddingLength
-        let buffers = ForwardBuffers(rows: n, config: config)
+        let buffers = ForwardBuffers(rows: n, denseRows: denseRows, config: config)
         defer { buffers.deallocate() }
         let x = buffers.x
         let scale: Float = traits.scalesEmbeddings ? Float(d).squareRoot() : 1
@@ -156,7 +160,9 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
             feedForwardBlock(layer, buffers: buffers)
         }
         for entry in entries { entry.cache.length += entry.tokens.count }
-        return logits(rows: logitRows, buffers: buffers)
+        // Logits in the entries' order.
+        let wanted = logitRows.sorted { $0.entry < $1.entry }
+        return logits(rows: wanted.map(\.row), buffers: buffers)
     }
 
     private func addBias(_ bias: [Float]?, to matrix: UnsafeMutablePointer<Float>, rows: Int) {
@@ -180,9 +186,9 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         let eps = config.rmsEpsilon
         let (x, h, q, k, v, attention) = (buffers.x, buffers.h, buffers.q, buffers.k, buffers.v, buffers.attention)
         for row in 0..<n { sl_rmsnorm(x + row * d, layer.attentionNorm, Int64(d), eps, h + row * d) }
-        layer.query.apply(h, batch: n, into: q)
-        layer.key.apply(h, batch: n, into: k)
-        layer.value.apply(h, batch: n, into: v)
+        layer.query.apply(h, batch: n, dense: buffers.denseRows, into: q)
+        layer.key.apply(h, batch: n, dense: buffers.denseRows, into: k)
+        layer.value.apply(h, batch: n, dense: buffers.denseRows, into: v)
         addBias(layer.queryBias, to: q, rows: n)
         addBias(layer.keyBias, to: k, rows: n)
         addBias(layer.valueBias, to: v, rows: n)
@@ -224,7 +230,7 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
                 Int64(cache.capacities[index]), Int64(first), Int64(position), Int64(config.headCount),
                 Int64(config.headCountKV), Int64(headDim), 1, UnsafeMutablePointer(bitPattern: addresses.out)! + row * qDim, scores)
         }
-        layer.output.apply(attention, batch: n, into: h)
+        layer.output.apply(attention, batch: n, dense: buffers.denseRows, into: h)
         for row in 0..<n {
             if let norm = layer.postAttentionNorm { sl_rmsnorm(h + row * d, norm, Int64(d), eps, h + row * d) }
             for i in 0..<d { x[row * d + i] += h[row * d + i] }
@@ -238,13 +244,13 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         let eps = config.rmsEpsilon
         let (x, h, gate, up) = (buffers.x, buffers.h, buffers.gate, buffers.up)
         for row in 0..<n { sl_rmsnorm(x + row * d, layer.ffnNorm, Int64(d), eps, h + row * d) }
-        layer.gate.apply(h, batch: n, into: gate)
-        layer.up.apply(h, batch: n, into: up)
+        layer.gate.apply(h, batch: n, dense: buffers.denseRows, into: gate)
+        layer.up.apply(h, batch: n, dense: buffers.denseRows, into: up)
         switch traits.activation {
         case .geluTanh: sl_gelu_mul(gate, up, Int64(n * ff))
         case .silu: sl_silu_mul(gate, up, Int64(n * ff))
         }
-        layer.down.apply(gate, batch: n, into: h)
+        layer.down.apply(gate, batch: n, dense: buffers.denseRows, into: h)
         for row in 0..<n {
             if let norm = layer.postFFNNorm { sl_rmsnorm(h + row * d, norm, Int64(d), eps, h + row * d) }
             for i in 0..<d { x[row * d + i] += h[row * d + i] }
@@ -270,6 +276,8 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
 /// Activations of one forward pass (`rows` tokens).
 final class ForwardBuffers {
     let rows: Int
+    /// The first `denseRows` rows use float matrix products (see ``ForwardEntry/dense``).
+    let denseRows: Int
     let x: UnsafeMutablePointer<Float>          // [rows, d] residual stream
     let h: UnsafeMutablePointer<Float>          // [rows, max(d, heads * headDim)] normed / projected
     let q: UnsafeMutablePointer<Float>          // [rows, heads * headDim]
@@ -279,8 +287,9 @@ final class ForwardBuffers {
     let gate: UnsafeMutablePointer<Float>       // [rows, ff]
     let up: UnsafeMutablePointer<Float>         // [rows, ff]
 
-    init(rows: Int, config: ModelConfig) {
+    init(rows: Int, denseRows: Int, config: ModelConfig) {
         self.rows = rows
+        self.denseRows = denseRows
         let d = config.embeddingLength
         let qDim = config.headCount * config.headDim
         let kvDim = config.headCountKV * config.headDim

@@ -1,3 +1,4 @@
+import COpenBLAS
 import Dispatch
 import Kernels
 
@@ -20,9 +21,51 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
     }
 
     /// `y[b * rows + r] = W[r] · x[b * columns ..< (b + 1) * columns]` for every row r and
-    /// batch row b, split over the cores by weight rows. Each output element is one dot
-    /// product in a fixed order, so results do not depend on the batch composition.
-    func apply(_ x: UnsafePointer<Float>, batch: Int, into y: UnsafeMutablePointer<Float>) {
+    /// batch row b. The first `dense` batch rows are computed in float against dequantized
+    /// weights (OpenBLAS sgemm: pays for long prompts), the others with int8 activations.
+    func apply(_ x: UnsafePointer<Float>, batch: Int, dense: Int = 0, into y: UnsafeMutablePointer<Float>) {
+        if dense > 0 { applyDense(x, batch: dense, into: y) }
+        if batch > dense { applyQuantized(x + dense * columns, batch: batch - dense, into: y + dense * rows) }
+    }
+
+    /// Float products: each thread dequantizes a tile of weight rows (kept in cache) and
+    /// multiplies every batch row with it in one sgemm. OpenBLAS runs single-threaded inside
+    /// our threads, and its kernels sum each output over k in the same order whatever the
+    /// batch size, so a row's result does not depend on what else is in the batch.
+    func applyDense(_ x: UnsafePointer<Float>, batch: Int, into y: UnsafeMutablePointer<Float>) {
+        Self.singleThreadedBLAS
+        let rows = self.rows
+        let columns = self.columns
+        // Tiles of up to ~128 KB of floats, at least two per thread so the threads stay busy.
+        let tileRows = max(16, min((128 * 1024) / columns, (rows + 2 * ComputePool.threads - 1) / (2 * ComputePool.threads)))
+        let tiles = (rows + tileRows - 1) / tileRows
+        let rowBytes = columns / tensor.type.blockElements * tensor.type.blockBytes
+        let type = tensor.type.rawValue
+        let addresses = (w: UInt(bitPattern: tensor.data), x: UInt(bitPattern: x), y: UInt(bitPattern: y))
+        ComputePool.parallelFor(tiles) { tile in
+            let first = tile * tileRows
+            let count = min(rows, first + tileRows) - first
+            let weights = UnsafeMutablePointer<Float>.allocate(capacity: count * columns)
+            defer { weights.deallocate() }
+            let base = UnsafeRawPointer(bitPattern: addresses.w)!
+            for row in 0..<count {
+                sl_dequantize_row(type, base + (first + row) * rowBytes, weights + row * columns, Int64(columns))
+            }
+            // y[batch × rows] (row-major, tile columns first..<first+count) = x[batch × columns] · tileᵀ
+            cblas_sgemm(
+                CblasRowMajor, CblasNoTrans, CblasTrans, blasint(batch), blasint(count), blasint(columns),
+                1, UnsafePointer(bitPattern: addresses.x), blasint(columns), weights, blasint(columns),
+                0, UnsafeMutablePointer<Float>(bitPattern: addresses.y)! + first, blasint(rows))
+        }
+    }
+
+    /// Our threads split the work; OpenBLAS must not start its own on top.
+    private static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
+
+    /// Int8 products (activations quantized as llama.cpp does), split over the cores by
+    /// weight rows. Each output element is one dot product in a fixed order, so results do
+    /// not depend on the batch composition.
+    func applyQuantized(_ x: UnsafePointer<Float>, batch: Int, into y: UnsafeMutablePointer<Float>) {
         let rows = self.rows
         let columns = self.columns
         let chunkRows = max(16, rows / (ComputePool.threads * 8))

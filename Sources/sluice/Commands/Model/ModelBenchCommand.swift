@@ -19,13 +19,18 @@ struct ModelBenchCommand: ParsableCommand {
         let loaded = try ModelRegistry.load(GGUFFile(path: model))
         func progress(_ text: String) { if !json { FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8)) } }
 
-        // Prefill: one 512-token prompt.
+        // Prefill: one 512-token prompt, in float (sgemm, as the generator prefills long
+        // prompts) and with int8 products (as it prefills short ones), for comparison.
         let prompt = (0..<512).map { Int32(1000 + $0 % 5000) }
-        progress("prefill 512 tokens…")
-        let cache = loaded.makeCache(maxContext: 1024)
-        let prefillStart = ContinuousClock.now
-        _ = try loaded.forward([ForwardEntry(cache: cache, tokens: prompt, wantsLogits: true)])
-        let prefill = 512 / (ContinuousClock.now - prefillStart).benchSeconds
+        func prefill(dense: Bool) throws -> Double {
+            progress("prefill 512 tokens (\(dense ? "sgemm" : "int8"))…")
+            let cache = loaded.makeCache(maxContext: 1024)
+            let start = ContinuousClock.now
+            _ = try loaded.forward([ForwardEntry(cache: cache, tokens: prompt, wantsLogits: true, dense: dense)])
+            return 512 / (ContinuousClock.now - start).benchSeconds
+        }
+        let prefillInt8 = try prefill(dense: false)
+        let prefill = try prefill(dense: true)
 
         var decode: [String: Double] = [:]
         for batch in batches.split(separator: ",").compactMap({ Int($0) }) {
@@ -41,10 +46,10 @@ struct ModelBenchCommand: ParsableCommand {
         progress("")
         let rss = peakRSSBytes()
         if json {
-            let object: [String: Any] = ["prefill_tokens_per_s": prefill, "decode_tokens_per_s": decode, "peak_rss_bytes": rss]
+            let object: [String: Any] = ["prefill_tokens_per_s": prefill, "prefill_int8_tokens_per_s": prefillInt8, "decode_tokens_per_s": decode, "peak_rss_bytes": rss]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "prefill (512 tokens): %8.1f tokens/s", prefill))
+            print(String(format: "prefill (512 tokens): %8.1f tokens/s (sgemm; int8: %.1f)", prefill, prefillInt8))
             for (batch, rate) in decode.sorted(by: { Int($0.key)! < Int($1.key)! }) {
                 print(String(format: "decode batch %3@:     %8.1f tokens/s (aggregate)", batch, rate))
             }

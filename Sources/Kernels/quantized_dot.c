@@ -439,25 +439,83 @@ static float dot_q8_0_direct_avx2(const q8_0_t *w, const q8_0_t *x, const float 
     return hsum_f32_avx2(acc);
 }
 
-/// Four activation rows against one Q8_0-family weight row at once: each weight block is
-/// loaded once and the four accumulation chains run in parallel. Each row's sum is formed
-/// exactly as in the one-row kernels (same operations, same order), so results do not
-/// depend on how rows are grouped.
-__attribute__((target("avx2,fma,f16c")))
-static void dot4_q8_0_avx2(const int8_t *wv, size_t w_stride, const uint16_t *wd_half, const float *wd_float,
-                           const q8_0_t *const x[4], const float *const xd[4], int64_t nb, float out[4]) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const __m256i w = _mm256_loadu_si256((const __m256i *)(wv + (size_t)i * w_stride));
-        const __m256 d = _mm256_set1_ps(wd_half ? _cvtsh_ss(*(const uint16_t *)((const char *)wd_half + (size_t)i * w_stride)) : wd_float[i]);
-        const __m256i aw = _mm256_sign_epi8(w, w);
-        const __m256i ones = _mm256_set1_epi16(1);
-#define SL_LANE(n) acc##n = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, \
-            _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x[n][i].qs), w)), ones)), _mm256_mul_ps(d, _mm256_broadcast_ss(xd[n] + i)), acc##n)
-        SL_LANE(0); SL_LANE(1); SL_LANE(2); SL_LANE(3);
-#undef SL_LANE
+/// A Q8_0-family weight row as the tile kernels read it: block i's 32 int8 values at
+/// v + i·stride, its scale either a half at the same stride from `half` or floats[i].
+typedef struct { const int8_t *v; size_t stride; const uint16_t *half; const float *floats; } weight_view;
+
+/// R weight rows × 4 activation rows per call (R = 1 or 2): each loaded block serves
+/// several dot products and 4·R accumulation chains run side by side. Every output is
+/// formed exactly as in the one-row kernels — the same exact integer block sums, the same
+/// float operations in the same order — so results do not depend on how rows are grouped.
+/// IDOT(u, s) is the 8-lane int32 sum of products of unsigned u and signed s bytes:
+/// maddubs + madd on AVX2, one vpdpbusd with AVX-512 VNNI (no saturation is possible here:
+/// |w|·|a| ≤ 127·127, so both give the same sums).
+#define SL_IDOT_AVX2(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define SL_IDOT_VNNI(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define SL_TILE_KERNEL(NAME, TARGET, IDOT, R)                                                                  \
+    __attribute__((target(TARGET)))                                                                           \
+    static void NAME(const weight_view *w, const q8_0_t *const x[4], const float *const xd[4], int64_t nb,     \
+                     float out[R][4]) {                                                                        \
+        __m256 acc[R][4];                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int n = 0; n < 4; n++) acc[r][n] = _mm256_setzero_ps();                                       \
+        for (int64_t i = 0; i < nb; i++) {                                                                     \
+            __m256i wv[R], aw[R];                                                                              \
+            __m256 d[R];                                                                                       \
+            for (int r = 0; r < R; r++) {                                                                      \
+                wv[r] = _mm256_loadu_si256((const __m256i *)(w[r].v + (size_t)i * w[r].stride));               \
+                aw[r] = _mm256_sign_epi8(wv[r], wv[r]);                                                        \
+                d[r] = _mm256_set1_ps(w[r].half ? _cvtsh_ss(*(const uint16_t *)((const char *)w[r].half +      \
+                                                                                 (size_t)i * w[r].stride))     \
+                                                : w[r].floats[i]);                                             \
+            }                                                                                                  \
+            for (int n = 0; n < 4; n++) {                                                                      \
+                const __m256i a = _mm256_loadu_si256((const __m256i *)x[n][i].qs);                             \
+                const __m256 xs = _mm256_broadcast_ss(xd[n] + i);                                              \
+                for (int r = 0; r < R; r++) {                                                                  \
+                    const __m256i sums = IDOT(aw[r], _mm256_sign_epi8(a, wv[r]));                              \
+                    acc[r][n] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_mul_ps(d[r], xs), acc[r][n]); \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int n = 0; n < 4; n++) out[r][n] = hsum_f32_avx2(acc[r][n]);                                  \
     }
-    out[0] = hsum_f32_avx2(acc0); out[1] = hsum_f32_avx2(acc1); out[2] = hsum_f32_avx2(acc2); out[3] = hsum_f32_avx2(acc3);
+SL_TILE_KERNEL(tile_1x4_avx2, "avx2,fma,f16c", SL_IDOT_AVX2, 1)
+SL_TILE_KERNEL(tile_2x4_avx2, "avx2,fma,f16c", SL_IDOT_AVX2, 2)
+SL_TILE_KERNEL(tile_1x4_vnni, "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni", SL_IDOT_VNNI, 1)
+SL_TILE_KERNEL(tile_2x4_vnni, "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni", SL_IDOT_VNNI, 2)
+
+static int has_vnni(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = has_avx2() && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vnni");
+    }
+    return known;
+}
+
+/// Weight rows [r, r + R) × activation rows in blocks of four, through the tile kernels;
+/// leftover activation rows (fewer than four) go through the one-row kernels.
+static void q8_0_family_tiles(const weight_view *w, int R, int64_t r, const void *xq, int64_t x_bytes, const float *xd,
+                              int64_t nb, int64_t batch, float *y, int64_t ldy, int64_t *done) {
+    const int vnni = has_vnni();
+    int64_t b = 0;
+    for (; b + 4 <= batch; b += 4) {
+        const q8_0_t *x4[4];
+        const float *xd4[4];
+        for (int n = 0; n < 4; n++) { x4[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xd4[n] = xd + (b + n) * nb; }
+        float out[2][4];
+        if (R == 2) {
+            if (vnni) tile_2x4_vnni(w, x4, xd4, nb, out); else tile_2x4_avx2(w, x4, xd4, nb, out);
+        } else {
+            if (vnni) tile_1x4_vnni(w, x4, xd4, nb, out); else tile_1x4_avx2(w, x4, xd4, nb, out);
+        }
+        for (int i = 0; i < R; i++)
+            for (int n = 0; n < 4; n++) y[(b + n) * ldy + r + i] = out[i][n];
+    }
+    *done = b;
 }
 
 int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
@@ -488,24 +546,40 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
     float dw[k / QK + 1], sd[k / QK_K + 1], smin[k / QK_K + 1];
     int16_t gscale[k / 16 + 16] __attribute__((aligned(32))), gmin[k / 16 + 16] __attribute__((aligned(32)));
     unpacked_row u = { v, dw, gscale, gmin, sd, smin };
-    for (int64_t r = row_begin; r < row_end; r++) {
-        const void *row = base + r * row_bytes;
-        if (simd && type == SL_TYPE_Q8_0 && batch >= 4) {
-            const q8_0_t *wb = row;
-            int64_t b = 0;
-            for (; b + 4 <= batch; b += 4) {
-                const q8_0_t *x4[4];
-                const float *xd4[4];
-                float out[4];
-                for (int n = 0; n < 4; n++) { x4[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xd4[n] = xd + (b + n) * nb; }
-                dot4_q8_0_avx2(wb->qs, sizeof(q8_0_t), &wb->d, 0, x4, xd4, nb, out);
-                for (int n = 0; n < 4; n++) y[(b + n) * ldy + r] = out[n];
+    int8_t v2[k] __attribute__((aligned(32)));
+    float dw2[k / QK + 1];
+    unpacked_row u2 = { v2, dw2, 0, 0, 0, 0 };
+    int64_t r = row_begin;
+    // Q8_0-family rows against four or more activation rows: pairs of weight rows through
+    // the tile kernels (Q8_0 in place, Q4_0 / Q5_0 unpacked), leftover activation rows below.
+    if (simd && q8_0 && batch >= 4) {
+        for (; r < row_end; r += 2) {
+            const int R = r + 1 < row_end ? 2 : 1;
+            weight_view views[2];
+            for (int i = 0; i < R; i++) {
+                const q8_0_t *row = (const q8_0_t *)(base + (r + i) * row_bytes);
+                if (type == SL_TYPE_Q8_0) {
+                    views[i] = (weight_view){ row->qs, sizeof(q8_0_t), &row->d, 0 };
+                } else {
+                    unpacked_row *target = i == 0 ? &u : &u2;
+                    unpack_row(type, row, k, target);
+                    views[i] = (weight_view){ target->v, QK, 0, target->dw };
+                }
             }
-            for (; b < batch; b++) {
-                y[b * ldy + r] = dot_q8_0_direct_avx2(row, (const q8_0_t *)((const char *)xq + b * x_bytes), xd + b * nb, nb);
+            int64_t done = 0;
+            q8_0_family_tiles(views, R, r, xq, x_bytes, xd, nb, batch, y, ldy, &done);
+            for (int i = 0; i < R; i++) {
+                for (int64_t b = done; b < batch; b++) {
+                    const q8_0_t *x = (const q8_0_t *)((const char *)xq + b * x_bytes);
+                    y[b * ldy + r + i] = type == SL_TYPE_Q8_0
+                        ? dot_q8_0_direct_avx2((const q8_0_t *)(base + (r + i) * row_bytes), x, xd + b * nb, nb)
+                        : dot_unpacked_q8_0_avx2(i == 0 ? &u : &u2, x, xd + b * nb, nb);
+                }
             }
-            continue;
         }
+    }
+    for (; r < row_end; r++) {
+        const void *row = base + r * row_bytes;
         if (simd && (type == SL_TYPE_Q8_0 || (q8_0 && batch == 1))) {
             for (int64_t b = 0; b < batch; b++) {
                 const q8_0_t *x = (const q8_0_t *)((const char *)xq + b * x_bytes);
@@ -515,18 +589,7 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
             continue;
         }
         unpack_row(type, row, k, &u);
-        int64_t b = 0;
-        if (simd && q8_0) {
-            for (; b + 4 <= batch; b += 4) {
-                const q8_0_t *x4[4];
-                const float *xd4[4];
-                float out[4];
-                for (int n = 0; n < 4; n++) { x4[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xd4[n] = xd + (b + n) * nb; }
-                dot4_q8_0_avx2(u.v, QK, 0, u.dw, x4, xd4, nb, out);
-                for (int n = 0; n < 4; n++) y[(b + n) * ldy + r] = out[n];
-            }
-        }
-        for (; b < batch; b++) {
+        for (int64_t b = 0; b < batch; b++) {
             const void *x = (const char *)xq + b * x_bytes;
             float value;
             if (q8_0) {

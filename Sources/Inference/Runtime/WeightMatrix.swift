@@ -131,16 +131,21 @@ public enum ComputePool {
         configured.store(max(0, count), ordering: .relaxed)
     }
 
-    /// Runs `body(i)` for i in 0..<count on at most `threads` threads (strided, so each
-    /// thread takes every threads-th item).
+    /// Runs `body(i)` for i in 0..<count on at most `threads` threads (the caller and the
+    /// kernels' persistent pool; items are handed out one at a time).
     static func parallelFor(_ count: Int, _ body: @Sendable (Int) -> Void) {
-        let workers = min(threads, count)
-        guard workers > 1 else {
+        let threads = self.threads
+        guard threads > 1, count > 1 else {
             for index in 0..<count { body(index) }
             return
         }
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for index in stride(from: worker, to: count, by: workers) { body(index) }
+        withoutActuallyEscaping(body) { escapable in
+            var closure = escapable
+            withUnsafeMutablePointer(to: &closure) { pointer in
+                sl_parallel_for(Int32(threads), Int64(count), { context, index in
+                    context!.assumingMemoryBound(to: (@Sendable (Int) -> Void).self).pointee(Int(index))
+                }, pointer)
+            }
         }
     }
 }

@@ -46,6 +46,12 @@ float sl_f16_to_f32(uint16_t h);
 uint16_t sl_f32_to_f16(float f);
 float sl_bf16_to_f32(uint16_t h);
 
+/// Runs body(context, i) for i in 0..<count on up to `threads` threads: the caller and a
+/// persistent pool (workers spin briefly between loops, then sleep). Items are handed out
+/// one by one; a loop submitted while another runs is executed by its caller alone.
+typedef void (*sl_parallel_body)(void *context, int64_t index);
+void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *context);
+
 #ifdef __cplusplus
 }
 #endif
@@ -85,6 +91,12 @@ int64_t sl_argmax(const float *x, int64_t n);
 /// log(sum(exp(x))) over n values, computed stably.
 float sl_logsumexp(const float *x, int64_t n);
 
+/// Runs body(context, i) for i in 0..<count on up to `threads` threads: the caller and a
+/// persistent pool (workers spin briefly between loops, then sleep). Items are handed out
+/// one by one; a loop submitted while another runs is executed by its caller alone.
+typedef void (*sl_parallel_body)(void *context, int64_t index);
+void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *context);
+
 #ifdef __cplusplus
 }
 #endif
@@ -106,6 +118,12 @@ void sl_quantize_activations(int weight_type, const float *x, int64_t batch, int
 /// products of weight blocks with activation blocks.
 int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
                              const void *xq, int64_t batch, float *y, int64_t ldy);
+
+/// Runs body(context, i) for i in 0..<count on up to `threads` threads: the caller and a
+/// persistent pool (workers spin briefly between loops, then sleep). Items are handed out
+/// one by one; a loop submitted while another runs is executed by its caller alone.
+typedef void (*sl_parallel_body)(void *context, int64_t index);
+void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *context);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,16 @@
 // Element-wise and attention operations of the transformer forward pass.
 #include "Kernels.h"
+#include <immintrin.h>
 #include <math.h>
+
+static int has_avx512(void) {
+    static int known = -1;
+    if (known < 0) {
+        __builtin_cpu_init();
+        known = __builtin_cpu_supports("avx512f");
+    }
+    return known;
+}
 
 void sl_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out) {
     const float ss = sl_dot_f32(x, x, n);
@@ -14,6 +24,44 @@ void sl_gelu_mul(float *g, const float *u, int64_t n) {
         const float x = g[i];
         g[i] = 0.5f * x * (1.0f + tanhf(c * (x + 0.044715f * x * x * x))) * u[i];
     }
+}
+
+/// exp(t) for |t| ≤ 88: 2^n · p(f) with t·log2(e) = n + f, |f| ≤ 0.5, p a degree-6
+/// polynomial (relative error about 2e-7).
+__attribute__((target("avx512f")))
+static inline __m512 exp_avx512(__m512 t) {
+    const __m512 y = _mm512_mul_ps(t, _mm512_set1_ps(1.4426950408889634f));
+    const __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 f = _mm512_mul_ps(_mm512_sub_ps(y, n), _mm512_set1_ps(0.6931471805599453f));  // f·ln 2, |·| ≤ 0.35
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+
+__attribute__((target("avx512f")))
+static void gelu_mul_fast_avx512(float *g, const float *u, int64_t n) {
+    const __m512 c = _mm512_set1_ps(0.7978845608028654f), a = _mm512_set1_ps(0.044715f);
+    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        __m512 t = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(a, x), _mm512_mul_ps(x, x), x));
+        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-10.0f)), _mm512_set1_ps(10.0f));
+        // tanh(t) = 1 − 2 / (exp(2t) + 1)
+        const __m512 tanh = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(exp_avx512(_mm512_mul_ps(two, t)), one)));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, tanh)), _mm512_loadu_ps(u + i)));
+    }
+    if (i < n) sl_gelu_mul(g + i, u + i, n - i);
+}
+
+void sl_gelu_mul_fast(float *g, const float *u, int64_t n) {
+    if (has_avx512()) gelu_mul_fast_avx512(g, u, n);
+    else sl_gelu_mul(g, u, n);
 }
 
 void sl_silu_mul(float *g, const float *u, int64_t n) {
@@ -48,6 +96,25 @@ void sl_rope_norm(float *x, int64_t heads, int64_t head_dim, int64_t position, f
     rope(x, heads, head_dim, position, base, 0);
 }
 
+/// out[d] = Σ_j (scores[j]·inv)·v_j[d], accumulated in registers (head_dim ≤ 256 floats)
+/// with a separate multiply and add per term, in j order: the same rounding as the scalar
+/// loop of sl_attention.
+__attribute__((target("avx512f")))
+static void weighted_sum_avx512(const float *scores, float inv, const float *v, int64_t stride, int64_t first,
+                                int64_t count, int64_t capacity, int64_t head_dim, float *out) {
+    __m512 acc[16];
+    const int64_t lanes = head_dim / 16;
+    for (int64_t c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();
+    for (int64_t j = 0; j < count; j++) {
+        const float *row = v + ((first + j) % capacity) * stride;
+        const __m512 p = _mm512_set1_ps(scores[j] * inv);
+        for (int64_t c = 0; c < 16; c++) {
+            if (c < lanes) acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(p, _mm512_loadu_ps(row + 16 * c)));
+        }
+    }
+    for (int64_t c = 0; c < lanes; c++) _mm512_storeu_ps(out + 16 * c, acc[c]);
+}
+
 void sl_attention(const float *q, const float *k_cache, const float *v_cache, int64_t capacity,
                   int64_t first, int64_t last, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                   float scale, float *out, float *scores) {
@@ -71,12 +138,17 @@ void sl_attention(const float *q, const float *k_cache, const float *v_cache, in
         }
         const float inv = 1.0f / sum;
         float *oh = out + h * head_dim;
+        const float *vh = v_cache + kv * head_dim;
+        if (head_dim % 16 == 0 && head_dim <= 256 && has_avx512()) {
+            weighted_sum_avx512(scores, inv, vh, kv_dim, first, count, capacity, head_dim, oh);
+            continue;
+        }
         for (int64_t d = 0; d < head_dim; d++) oh[d] = 0;
         for (int64_t j = 0; j < count; j++) {
             const int64_t slot = (first + j) % capacity;
             const float p = scores[j] * inv;
-            const float *vh = v_cache + slot * kv_dim + kv * head_dim;
-            for (int64_t d = 0; d < head_dim; d++) oh[d] += p * vh[d];
+            const float *v = vh + slot * kv_dim;
+            for (int64_t d = 0; d < head_dim; d++) oh[d] += p * v[d];
         }
     }
 }

@@ -42,7 +42,7 @@ struct ModelCLITests {
 
     @Test("model bench reports prefill, decode per batch size and peak RSS")
     func bench() async throws {
-        let output = try await CLITests.sluice(["model", "bench", "--model", Self.model, "--steps", "2", "--batches", "1,2", "--json"])
+        let output = try await CLITests.sluice(["model", "bench", "--model", Self.model, "--steps", "2", "--batches", "1,2", "--repetitions", "1", "--json"])
         #expect(output.status == 0, "\(output.stderr)")
         let result = try Self.json(output)
         #expect((result["prefill_tokens_per_s"] as? Double ?? 0) > 0)

@@ -247,7 +247,9 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         layer.gate.apply(h, batch: n, dense: buffers.denseRows, into: gate)
         layer.up.apply(h, batch: n, dense: buffers.denseRows, into: up)
         switch traits.activation {
-        case .geluTanh: sl_gelu_mul(gate, up, Int64(n * ff))
+        case .geluTanh:
+            sl_gelu_mul_fast(gate, up, Int64(buffers.denseRows * ff))
+            sl_gelu_mul(gate + buffers.denseRows * ff, up + buffers.denseRows * ff, Int64((n - buffers.denseRows) * ff))
         case .silu: sl_silu_mul(gate, up, Int64(n * ff))
         }
         layer.down.apply(gate, batch: n, dense: buffers.denseRows, into: h)

@@ -67,6 +67,9 @@ void sl_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out
 
 /// g[i] = gelu_tanh(g[i]) * u[i].
 void sl_gelu_mul(float *g, const float *u, int64_t n);
+/// The same product with a vectorised tanh (relative error ~1e-6 instead of correctly rounded
+/// tanhf): for rows computed in float (dense prefill), whose rounding need not match llama.cpp.
+void sl_gelu_mul_fast(float *g, const float *u, int64_t n);
 
 /// g[i] = silu(g[i]) * u[i].
 void sl_silu_mul(float *g, const float *u, int64_t n);

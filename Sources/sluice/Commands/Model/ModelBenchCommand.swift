@@ -9,9 +9,10 @@ struct ModelBenchCommand: ParsableCommand {
     )
 
     @Option(help: "The GGUF file.") var model: String
-    @Option(help: "Decode steps per batch size.") var steps = 32
+    @Option(help: "Decode steps per batch size (after a 64-token prompt per sequence).") var steps = 32
     @Option(help: "Batch sizes to measure.") var batches = "1,4,16,32"
     @Option(help: "Threads (default: one per core).") var threads: Int?
+    @Option(help: "Repetitions of each measurement; the median is reported (this machine's timings are noisy).") var repetitions = 3
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
@@ -22,6 +23,10 @@ struct ModelBenchCommand: ParsableCommand {
         // Prefill: one 512-token prompt, in float (sgemm, as the generator prefills long
         // prompts) and with int8 products (as it prefills short ones), for comparison.
         let prompt = (0..<512).map { Int32(1000 + $0 % 5000) }
+        func median(_ measure: () throws -> Double) rethrows -> Double {
+            let values = try (0..<max(1, repetitions)).map { _ in try measure() }.sorted()
+            return values[values.count / 2]
+        }
         func prefill(dense: Bool) throws -> Double {
             progress("prefill 512 tokens (\(dense ? "sgemm" : "int8"))…")
             let cache = loaded.makeCache(maxContext: 1024)
@@ -29,19 +34,24 @@ struct ModelBenchCommand: ParsableCommand {
             _ = try loaded.forward([ForwardEntry(cache: cache, tokens: prompt, wantsLogits: true, dense: dense)])
             return 512 / (ContinuousClock.now - start).benchSeconds
         }
-        let prefillInt8 = try prefill(dense: false)
-        let prefill = try prefill(dense: true)
+        let prefillInt8 = try median { try prefill(dense: false) }
+        let prefill = try median { try prefill(dense: true) }
 
         var decode: [String: Double] = [:]
         for batch in batches.split(separator: ",").compactMap({ Int($0) }) {
-            let caches = (0..<batch).map { _ in loaded.makeCache(maxContext: 256) }
-            _ = try loaded.forward(caches.enumerated().map { ForwardEntry(cache: $1, tokens: [Int32(2), Int32(1000 + $0)], wantsLogits: true) })
-            let start = ContinuousClock.now
-            for step in 0..<steps {
-                progress("decode batch \(batch): step \(step + 1)/\(steps)")
-                _ = try loaded.forward(caches.map { ForwardEntry(cache: $0, tokens: [Int32(1000 + step)], wantsLogits: true) })
+            decode[String(batch)] = try median {
+                // Each sequence first holds a 64-token prompt (as llama-batched-bench -npp 64).
+                let caches = (0..<batch).map { _ in loaded.makeCache(maxContext: 64 + steps + 8) }
+                _ = try loaded.forward(caches.enumerated().map { index, cache in
+                    ForwardEntry(cache: cache, tokens: [Int32(2)] + (1..<64).map { Int32(1000 + (index * 64 + $0) % 5000) }, wantsLogits: true)
+                })
+                let start = ContinuousClock.now
+                for step in 0..<steps {
+                    progress("decode batch \(batch): step \(step + 1)/\(steps)")
+                    _ = try loaded.forward(caches.map { ForwardEntry(cache: $0, tokens: [Int32(1000 + step)], wantsLogits: true) })
+                }
+                return Double(batch * steps) / (ContinuousClock.now - start).benchSeconds
             }
-            decode[String(batch)] = Double(batch * steps) / (ContinuousClock.now - start).benchSeconds
         }
         progress("")
         let rss = peakRSSBytes()

@@ -365,6 +365,33 @@ static float dot_unpacked_q8_K_avx2(const unpacked_row *u, const q8_K_t *x, int6
     return sum;
 }
 
+/// dot_unpacked_q8_K_avx2 for four activation rows at once: each weight vector and group
+/// scale is loaded once; every row's sums and float expression are those of the one-row kernel.
+__attribute__((target("avx2,fma")))
+static void dot4_unpacked_q8_K_avx2(const unpacked_row *u, const q8_K_t *const x[4], int64_t nb, float out[4]) {
+    float sum[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i acc[4] = { _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256() };
+        const int16_t *gs = u->gscale + i * 16;
+        for (int g = 0; g < 16; g += 2) {
+            const __m256i w = _mm256_loadu_si256((const __m256i *)(u->v + i * QK_K + 16 * g));
+            const __m256i aw = _mm256_sign_epi8(w, w);
+            const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(gs[g]), _mm_set1_epi16(gs[g + 1]));
+            for (int n = 0; n < 4; n++) {
+                const __m256i a = _mm256_loadu_si256((const __m256i *)(x[n][i].qs + 16 * g));
+                acc[n] = _mm256_add_epi32(acc[n], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, w)), scales));
+            }
+        }
+        const __m256i gmin = _mm256_loadu_si256((const __m256i *)(u->gmin + i * 16));
+        for (int n = 0; n < 4; n++) {
+            const int sumi = hsum_i32_avx2(acc[n]);
+            const int summ = hsum_i32_avx2(_mm256_madd_epi16(gmin, _mm256_loadu_si256((const __m256i *)x[n][i].bsums)));
+            sum[n] += u->sd[i] * x[n][i].d * (float)sumi - u->smin[i] * x[n][i].d * (float)summ;
+        }
+    }
+    for (int n = 0; n < 4; n++) out[n] = sum[n];
+}
+
 static float dot_unpacked_q8_K_portable(const unpacked_row *u, const q8_K_t *x, int64_t nb) {
     float sum = 0;
     for (int64_t i = 0; i < nb; i++) {
@@ -555,6 +582,10 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
     if (simd && q8_0 && batch >= 4) {
         for (; r < row_end; r += 2) {
             const int R = r + 1 < row_end ? 2 : 1;
+            // Fetch the next pair of rows from memory while this one is multiplied.
+            for (int64_t line = 0; r + 2 < row_end && line < 2 * row_bytes; line += 64) {
+                _mm_prefetch(base + (r + 2) * row_bytes + line, _MM_HINT_T0);
+            }
             weight_view views[2];
             for (int i = 0; i < R; i++) {
                 const q8_0_t *row = (const q8_0_t *)(base + (r + i) * row_bytes);
@@ -589,7 +620,17 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
             continue;
         }
         unpack_row(type, row, k, &u);
-        for (int64_t b = 0; b < batch; b++) {
+        int64_t b = 0;
+        if (simd && !q8_0) {
+            for (; b + 4 <= batch; b += 4) {
+                const q8_K_t *x4[4];
+                float out[4];
+                for (int n = 0; n < 4; n++) x4[n] = (const q8_K_t *)((const char *)xq + (b + n) * x_bytes);
+                dot4_unpacked_q8_K_avx2(&u, x4, nb, out);
+                for (int n = 0; n < 4; n++) y[(b + n) * ldy + r] = out[n];
+            }
+        }
+        for (; b < batch; b++) {
             const void *x = (const char *)xq + b * x_bytes;
             float value;
             if (q8_0) {

@@ -479,13 +479,13 @@ typedef struct { const int8_t *v; size_t stride; const uint16_t *half; const flo
 /// |w|·|a| ≤ 127·127, so both give the same sums).
 #define SL_IDOT_AVX2(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
 #define SL_IDOT_VNNI(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
-#define SL_TILE_KERNEL(NAME, TARGET, IDOT, R)                                                                  \
+#define SL_TILE_KERNEL(NAME, TARGET, IDOT, R, N)                                                               \
     __attribute__((target(TARGET)))                                                                           \
-    static void NAME(const weight_view *w, const q8_0_t *const x[4], const float *const xd[4], int64_t nb,     \
-                     float out[R][4]) {                                                                        \
-        __m256 acc[R][4];                                                                                      \
+    static void NAME(const weight_view *w, const q8_0_t *const *x, const float *const *xd, int64_t nb,        \
+                     float out[R][N]) {                                                                        \
+        __m256 acc[R][N];                                                                                      \
         for (int r = 0; r < R; r++)                                                                            \
-            for (int n = 0; n < 4; n++) acc[r][n] = _mm256_setzero_ps();                                       \
+            for (int n = 0; n < N; n++) acc[r][n] = _mm256_setzero_ps();                                       \
         for (int64_t i = 0; i < nb; i++) {                                                                     \
             __m256i wv[R], aw[R];                                                                              \
             __m256 d[R];                                                                                       \
@@ -496,7 +496,7 @@ typedef struct { const int8_t *v; size_t stride; const uint16_t *half; const flo
                                                                                  (size_t)i * w[r].stride))     \
                                                 : w[r].floats[i]);                                             \
             }                                                                                                  \
-            for (int n = 0; n < 4; n++) {                                                                      \
+            for (int n = 0; n < N; n++) {                                                                      \
                 const __m256i a = _mm256_loadu_si256((const __m256i *)x[n][i].qs);                             \
                 const __m256 xs = _mm256_broadcast_ss(xd[n] + i);                                              \
                 for (int r = 0; r < R; r++) {                                                                  \
@@ -506,12 +506,16 @@ typedef struct { const int8_t *v; size_t stride; const uint16_t *half; const flo
             }                                                                                                  \
         }                                                                                                      \
         for (int r = 0; r < R; r++)                                                                            \
-            for (int n = 0; n < 4; n++) out[r][n] = hsum_f32_avx2(acc[r][n]);                                  \
+            for (int n = 0; n < N; n++) out[r][n] = hsum_f32_avx2(acc[r][n]);                                  \
     }
-SL_TILE_KERNEL(tile_1x4_avx2, "avx2,fma,f16c", SL_IDOT_AVX2, 1)
-SL_TILE_KERNEL(tile_2x4_avx2, "avx2,fma,f16c", SL_IDOT_AVX2, 2)
-SL_TILE_KERNEL(tile_1x4_vnni, "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni", SL_IDOT_VNNI, 1)
-SL_TILE_KERNEL(tile_2x4_vnni, "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni", SL_IDOT_VNNI, 2)
+#define SL_VNNI "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
+SL_TILE_KERNEL(tile_1x4_avx2, "avx2,fma,f16c", SL_IDOT_AVX2, 1, 4)
+SL_TILE_KERNEL(tile_2x4_avx2, "avx2,fma,f16c", SL_IDOT_AVX2, 2, 4)
+SL_TILE_KERNEL(tile_1x4_vnni, SL_VNNI, SL_IDOT_VNNI, 1, 4)
+SL_TILE_KERNEL(tile_2x4_vnni, SL_VNNI, SL_IDOT_VNNI, 2, 4)
+// AVX-512 has 32 vector registers: room for 2 × 8 accumulators.
+SL_TILE_KERNEL(tile_1x8_vnni, SL_VNNI, SL_IDOT_VNNI, 1, 8)
+SL_TILE_KERNEL(tile_2x8_vnni, SL_VNNI, SL_IDOT_VNNI, 2, 8)
 
 static int has_vnni(void) {
     static int known = -1;
@@ -529,18 +533,28 @@ static void q8_0_family_tiles(const weight_view *w, int R, int64_t r, const void
                               int64_t nb, int64_t batch, float *y, int64_t ldy, int64_t *done) {
     const int vnni = has_vnni();
     int64_t b = 0;
-    for (; b + 4 <= batch; b += 4) {
-        const q8_0_t *x4[4];
-        const float *xd4[4];
-        for (int n = 0; n < 4; n++) { x4[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xd4[n] = xd + (b + n) * nb; }
-        float out[2][4];
-        if (R == 2) {
-            if (vnni) tile_2x4_vnni(w, x4, xd4, nb, out); else tile_2x4_avx2(w, x4, xd4, nb, out);
-        } else {
-            if (vnni) tile_1x4_vnni(w, x4, xd4, nb, out); else tile_1x4_avx2(w, x4, xd4, nb, out);
+    for (int width = vnni ? 8 : 4; width >= 4; width -= 4) {
+        for (; b + width <= batch; b += width) {
+            const q8_0_t *xs[8];
+            const float *xds[8];
+            for (int n = 0; n < width; n++) { xs[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xds[n] = xd + (b + n) * nb; }
+            float out[2][8];
+            if (width == 8) {
+                float out8[2][8];
+                if (R == 2) tile_2x8_vnni(w, xs, xds, nb, out8); else tile_1x8_vnni(w, xs, xds, nb, out8);
+                for (int i = 0; i < R; i++) for (int n = 0; n < 8; n++) out[i][n] = out8[i][n];
+            } else {
+                float out4[2][4];
+                if (R == 2) {
+                    if (vnni) tile_2x4_vnni(w, xs, xds, nb, out4); else tile_2x4_avx2(w, xs, xds, nb, out4);
+                } else {
+                    if (vnni) tile_1x4_vnni(w, xs, xds, nb, out4); else tile_1x4_avx2(w, xs, xds, nb, out4);
+                }
+                for (int i = 0; i < R; i++) for (int n = 0; n < 4; n++) out[i][n] = out4[i][n];
+            }
+            for (int i = 0; i < R; i++)
+                for (int n = 0; n < width; n++) y[(b + n) * ldy + r + i] = out[i][n];
         }
-        for (int i = 0; i < R; i++)
-            for (int n = 0; n < 4; n++) y[(b + n) * ldy + r + i] = out[i][n];
     }
     *done = b;
 }

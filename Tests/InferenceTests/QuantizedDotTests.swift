@@ -16,7 +16,7 @@ struct QuantizedDotTests {
             let tensor = try file.tensor(name)
             let k = tensor.rowLength
             let rows = 64
-            let batch = 6  // one block of four activation rows and two single ones
+            let batch = 14  // activation rows in a block of eight, one of four, and two single ones
             let x = (0..<(k * batch)).map { _ in Float(Double(random.next() % 2001) / 1000 - 1) }
             var exact = [Float](repeating: 0, count: rows * batch)
             var fast = [Float](repeating: 0, count: rows * batch)

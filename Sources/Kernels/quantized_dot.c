@@ -626,6 +626,10 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
     for (; r < row_end; r++) {
         const void *row = base + r * row_bytes;
         if (simd && (type == SL_TYPE_Q8_0 || (q8_0 && batch == 1))) {
+            // Rows stream from memory once: ask for the ones a few rows ahead.
+            if (r + 4 < row_end) {
+                for (int64_t line = 0; line < row_bytes; line += 64) _mm_prefetch(base + (r + 4) * row_bytes + line, _MM_HINT_T0);
+            }
             for (int64_t b = 0; b < batch; b++) {
                 const q8_0_t *x = (const q8_0_t *)((const char *)xq + b * x_bytes);
                 y[b * ldy + r] = type == SL_TYPE_Q8_0 ? dot_q8_0_direct_avx2(row, x, xd + b * nb, nb)

@@ -33,11 +33,11 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         /// When idle, wait this long for more requests so a burst starts as one batch.
         public var maxWaitMs: Int = 5
         /// Requests held in memory (queued + running) at most.
-        public var queueCapacity: Int = 256
+        public var queueCapacity: Int = 1024
         /// Pause all partitions when this many requests are held; Kafka keeps the backlog.
-        public var queueHighWater: Int = 128
+        public var queueHighWater: Int = 512
         /// Resume below this many.
-        public var queueLowWater: Int = 32
+        public var queueLowWater: Int = 256
         /// A batch-priority request waiting this long is served like an interactive one.
         public var agingMs: Int = 5_000
         /// Topics whose requests default to `batch` priority.

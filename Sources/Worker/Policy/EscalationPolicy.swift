@@ -33,7 +33,8 @@ public struct EscalationPolicy: Sendable {
     /// confident answer); then the confidence threshold.
     public func reason(prompt: String, confidence: Double?) -> String? {
         let lowered = prompt.lowercased()
-        for rule in rules where rule.phrases.contains(where: { lowered.contains($0.lowercased()) }) {
+        // The standard library's substring search (Foundation's `contains` would go through ICU).
+        for rule in rules where rule.phrases.contains(where: { lowered.firstRange(of: $0.lowercased()) != nil }) {
             return rule.reason
         }
         if let confidence, confidence < confidenceThreshold { return "low_confidence" }

@@ -28,16 +28,17 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
         if batch > dense { applyQuantized(x + dense * columns, batch: batch - dense, into: y + dense * rows) }
     }
 
-    /// Float products: each thread dequantizes a tile of weight rows (kept in cache) and
-    /// multiplies every batch row with it in one sgemm. OpenBLAS runs single-threaded inside
+    /// Float products: each thread dequantizes a tile of weight rows and multiplies every
+    /// batch row with it in one sgemm. OpenBLAS runs single-threaded inside
     /// our threads, and its kernels sum each output over k in the same order whatever the
     /// batch size, so a row's result does not depend on what else is in the batch.
     func applyDense(_ x: UnsafePointer<Float>, batch: Int, into y: UnsafeMutablePointer<Float>) {
         Self.singleThreadedBLAS
         let rows = self.rows
         let columns = self.columns
-        // Tiles of up to ~128 KB of floats, at least two per thread so the threads stay busy.
-        let tileRows = max(16, min((128 * 1024) / columns, (rows + 2 * ComputePool.threads - 1) / (2 * ComputePool.threads)))
+        // Two tiles per thread: large sgemm calls run OpenBLAS's kernels most efficiently
+        // (measured: 662 t/s at 512 tokens vs 596 with tiles of ≤ 128 KB).
+        let tileRows = max(16, (rows + 2 * ComputePool.threads - 1) / (2 * ComputePool.threads))
         let tiles = (rows + tileRows - 1) / tileRows
         let rowBytes = columns / tensor.type.blockElements * tensor.type.blockBytes
         let type = tensor.type.rawValue

@@ -95,3 +95,13 @@ void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *co
     while (atomic_load_explicit(&pool.busy, memory_order_acquire) > 0) _mm_pause();
     pthread_mutex_unlock(&pool.submit);
 }
+
+#include <malloc.h>
+
+void sl_reuse_large_allocations(void) {
+    // glibc maps every block above 128 KB–32 MB afresh and unmaps it on free, so each decoding
+    // step's logits (vocabulary × batch floats) and each prefill's buffers paid for zeroed
+    // pages again. Serve them from the heap and keep freed memory for the next step.
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+}

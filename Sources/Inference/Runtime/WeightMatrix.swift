@@ -127,6 +127,13 @@ public enum ComputePool {
         return value > 0 ? value : max(1, ProcessInfo.processInfo.activeProcessorCount)
     }
 
+    /// Makes large per-step buffers (logits, prefill activations) reuse heap memory instead of
+    /// fresh zeroed mappings: +10–20 % aggregate decode at batch 16–32 here. Process-wide
+    /// (glibc `mallopt`); the commands that run a model call it at start-up.
+    public static func reuseLargeAllocations() {
+        sl_reuse_large_allocations()
+    }
+
     /// Sets the thread count (0 restores the default of one per core).
     public static func setThreads(_ count: Int) {
         configured.store(max(0, count), ordering: .relaxed)

@@ -52,6 +52,11 @@ float sl_bf16_to_f32(uint16_t h);
 typedef void (*sl_parallel_body)(void *context, int64_t index);
 void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *context);
 
+/// Process-wide allocator policy for inference: blocks up to 256 MB come from the heap and
+/// freed memory is kept for reuse (glibc mallopt), instead of fresh zeroed mappings per call.
+/// Peak RSS then stays at its high-water mark. Call once at start-up.
+void sl_reuse_large_allocations(void);
+
 #ifdef __cplusplus
 }
 #endif
@@ -100,6 +105,11 @@ float sl_logsumexp(const float *x, int64_t n);
 typedef void (*sl_parallel_body)(void *context, int64_t index);
 void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *context);
 
+/// Process-wide allocator policy for inference: blocks up to 256 MB come from the heap and
+/// freed memory is kept for reuse (glibc mallopt), instead of fresh zeroed mappings per call.
+/// Peak RSS then stays at its high-water mark. Call once at start-up.
+void sl_reuse_large_allocations(void);
+
 #ifdef __cplusplus
 }
 #endif
@@ -127,6 +137,11 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
 /// one by one; a loop submitted while another runs is executed by its caller alone.
 typedef void (*sl_parallel_body)(void *context, int64_t index);
 void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *context);
+
+/// Process-wide allocator policy for inference: blocks up to 256 MB come from the heap and
+/// freed memory is kept for reuse (glibc mallopt), instead of fresh zeroed mappings per call.
+/// Peak RSS then stays at its high-water mark. Call once at start-up.
+void sl_reuse_large_allocations(void);
 
 #ifdef __cplusplus
 }

@@ -16,6 +16,7 @@ struct ModelBenchCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        ComputePool.reuseLargeAllocations()
         if let threads { ComputePool.setThreads(threads) }
         let loaded = try ModelRegistry.load(GGUFFile(path: model))
         func progress(_ text: String) { if !json { FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8)) } }

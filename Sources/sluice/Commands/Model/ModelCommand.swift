@@ -76,6 +76,7 @@ struct ModelGenerateCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        ComputePool.reuseLargeAllocations()
         let loaded = try ModelRegistry.load(GGUFFile(path: model))
         let tokens = loaded.tokenizer.encode(prompt, addBOS: loaded.tokenizer.addsBOS, parseSpecial: true)
         let generator = BatchGenerator(model: loaded)

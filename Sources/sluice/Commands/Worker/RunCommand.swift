@@ -34,6 +34,7 @@ struct RunCommand: AsyncParsableCommand {
         logger.logLevel = .info
 
         try Librdkafka.checkVersion()
+        ComputePool.reuseLargeAllocations()
         if configuration.worker.threads > 0 { ComputePool.setThreads(configuration.worker.threads) }
         let backend: any GenerationBackend
         if configuration.worker.model == "echo" {

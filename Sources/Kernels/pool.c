@@ -1,14 +1,15 @@
 // A persistent thread pool for the forward pass. Decoding one token issues ~150 parallel
-// loops of a few hundred microseconds each; waking threads for every one (as a dispatch
+// loops of tens to hundreds of microseconds each; waking threads for every one (as a dispatch
 // queue does) costs a noticeable share of the step. Here the workers spin briefly between
-// loops and only then sleep on a condition variable.
+// loops (a few hundred microseconds) and only then sleep on a condition variable.
 #include "Kernels.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <immintrin.h>
+#include <malloc.h>
 
-#define SL_SPIN_ROUNDS 20000  // ~50–100 µs of pause instructions before a worker sleeps
+#define SL_SPIN_ROUNDS 20000  // pause instructions (a few hundred µs) before a worker sleeps
 
 static struct {
     pthread_mutex_t lock;          // guards sleeping workers and the condition
@@ -95,8 +96,6 @@ void sl_parallel_for(int threads, int64_t count, sl_parallel_body body, void *co
     while (atomic_load_explicit(&pool.busy, memory_order_acquire) > 0) _mm_pause();
     pthread_mutex_unlock(&pool.submit);
 }
-
-#include <malloc.h>
 
 void sl_reuse_large_allocations(void) {
     // glibc maps every block above 128 KB–32 MB afresh and unmaps it on free, so each decoding

@@ -1,5 +1,4 @@
 import COpenBLAS
-import Dispatch
 import Kernels
 
 /// A weight matrix used in its GGUF encoding: `rows` rows of `columns` elements

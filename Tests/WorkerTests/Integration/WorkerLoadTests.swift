@@ -69,9 +69,9 @@ struct WorkerLoadTests {
 
     @Test("the broker stopped (SIGSTOP) for 10 s mid-load: nothing lost, the worker recovers without restart")
     func brokerOutage() async throws {
-        // A private broker (the shared one serves other suites): Tansu run directly, so this
-        // test owns the process it stops.
-        let port = 19_094
+        // A private broker (the shared one serves other suites) on a free port: Tansu run
+        // directly, so this test owns the process it stops.
+        let port = try Self.freePort()
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let locate = Process()
         locate.executableURL = root.appendingPathComponent(".venv/bin/python")
@@ -87,7 +87,8 @@ struct WorkerLoadTests {
         broker.standardOutput = FileHandle.nullDevice
         broker.standardError = FileHandle.nullDevice
         try broker.run()
-        defer { kill(broker.processIdentifier, SIGCONT); broker.terminate() }
+        // Tansu does not exit on SIGTERM; its storage is in memory, so SIGKILL loses nothing.
+        defer { kill(broker.processIdentifier, SIGKILL) }
         let pid = broker.processIdentifier
         let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: ["127.0.0.1:\(port)"]))
         _ = try await withDeadlineThrowing(30, "the private broker to answer") {
@@ -96,6 +97,8 @@ struct WorkerLoadTests {
                 try await Task.sleep(for: .milliseconds(100))  // readiness probe of a starting process
             }
         }
+        // The broker answering is the process this test stops (not another one on the port).
+        try #require(broker.isRunning, "the private broker exited (port \(port) taken?)")
         let harness = try await WorkerHarness(model: "echo", partitions: 2, brokers: "127.0.0.1:\(port)")
         defer { harness.stopAll() }
         try await harness.startWorker("w1")
@@ -103,7 +106,9 @@ struct WorkerLoadTests {
         try await harness.send(ids.prefix(200).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
         _ = try await harness.read(harness.repliesTopic, count: 50)
         kill(pid, SIGSTOP)
-        try await Task.sleep(for: .seconds(10))  // the outage itself, not a synchronisation
+        // While stopped, the broker does not answer: the outage is real.
+        #expect(await (try? admin.metadata(timeout: .seconds(2))) == nil)
+        try await Task.sleep(for: .seconds(8))  // the rest of the outage itself, not a synchronisation
         kill(pid, SIGCONT)
         try await harness.send(ids.suffix(200).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
         let replies = try await harness.read(harness.repliesTopic, timeout: 240) { messages in
@@ -112,6 +117,25 @@ struct WorkerLoadTests {
         #expect(Set(WorkerHarness.objects(replies).compactMap { $0["request_id"] as? String }) == Set(ids))
         #expect(harness.isRunning("w1"))
         #expect(try await harness.auditDatabase(rows: 400).count() == 400)
+    }
+}
+
+extension WorkerLoadTests {
+    /// A TCP port nothing listens on now (the kernel picks it; released before use).
+    static func freePort() throws -> Int {
+        let socket = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socket >= 0 else { throw WorkerHarness.Missing(description: "socket() failed") }
+        defer { close(socket) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+        }
+        guard bound else { throw WorkerHarness.Missing(description: "could not find a free port") }
+        return Int(UInt16(bigEndian: address.sin_port))
     }
 }
 

@@ -202,7 +202,7 @@ struct WorkerEndpointTests {
     func endpoints() async throws {
         let harness = try await WorkerHarness(model: "echo")
         defer { harness.stopAll() }
-        let port = 19_400 + Int.random(in: 0..<500)
+        let port = try freeLocalPort()
         try await harness.startWorker("w1", extra: ["SLUICE_WORKER_METRICS_PORT": String(port)])
         #expect(try await Self.get("http://127.0.0.1:\(port)/healthz").0 == 200)
         #expect(try await Self.get("http://127.0.0.1:\(port)/readyz").0 == 200)

@@ -5,10 +5,11 @@ import Testing
 /// A real Prometheus server (Debian's `prometheus`, loopback only) with the shipped alert rules,
 /// scraping one worker every second.
 final class PrometheusServer: @unchecked Sendable {
-    let port = 19_700 + Int.random(in: 0..<200)
+    let port: Int
     private let process = Process()
 
     init(scraping target: String, directory: URL) throws {
+        port = try freeLocalPort()
         let config = directory.appendingPathComponent("prometheus.yml")
         try """
             global: {scrape_interval: 1s, evaluation_interval: 1s}
@@ -55,6 +56,7 @@ final class PrometheusServer: @unchecked Sendable {
                 try await Task.sleep(for: .milliseconds(200))  // polling an external process's HTTP endpoint
             }
         }
+        try #require(process.isRunning, "the Prometheus answering on \(port) is not the one this test started")
     }
 }
 
@@ -74,7 +76,7 @@ struct MonitoringIntegrationTests {
     func metricNames() async throws {
         let harness = try await WorkerHarness(model: "echo")
         defer { harness.stopAll() }
-        let port = 19_400 + Int.random(in: 0..<300)
+        let port = try freeLocalPort()
         try await harness.startWorker("w1", extra: ["SLUICE_WORKER_METRICS_PORT": String(port)])
         try await Self.traffic(harness)
 
@@ -106,7 +108,7 @@ struct MonitoringIntegrationTests {
     func prometheusScrape() async throws {
         let harness = try await WorkerHarness(model: "echo")
         defer { harness.stopAll() }
-        let port = 19_400 + Int.random(in: 300..<600)
+        let port = try freeLocalPort()
         try await harness.startWorker("w1", extra: ["SLUICE_WORKER_METRICS_PORT": String(port)])
         let prometheus = try PrometheusServer(scraping: "127.0.0.1:\(port)", directory: harness.directory)
         defer { prometheus.stop() }

@@ -96,40 +96,40 @@ typedef struct {
     float *sd, *smin; // K family: [k/256] super-block scale and min scale
 } unpacked_row;
 
-/// AVX2 unpacking of Q4_0 / Q5_0 blocks (32 values each): nibbles, plus the fifth bit
-/// spread from the 32-bit `qh` to one byte per value.
+/// Block i of a Q4_0 / Q5_0 row as 32 signed bytes (nibbles, plus for Q5_0 the fifth bit
+/// spread from the 32-bit `qh` to one byte per value); its scale goes to *d.
 __attribute__((target("avx2")))
-static void unpack_q4_q5_0_avx2(int type, const void *row, int64_t nb, unpacked_row *u) {
-    const __m256i low_mask = _mm256_set1_epi8(0x0F);
+static inline __m256i q4_q5_0_block_avx2(int type, const void *row, int64_t i, uint16_t *d) {
+    const uint8_t *qs;
+    uint32_t qh = 0;
+    if (type == SL_TYPE_Q5_0) {
+        const q5_0_t *b = (const q5_0_t *)row + i;
+        qs = b->qs; *d = b->d;
+        memcpy(&qh, b->qh, 4);
+    } else {
+        const q4_0_t *b = (const q4_0_t *)row + i;
+        qs = b->qs; *d = b->d;
+    }
+    const __m128i packed = _mm_loadu_si128((const __m128i *)qs);
+    // bytes 0..15: low nibbles (values 0..15), bytes 16..31: high nibbles (values 16..31)
+    const __m256i nibbles = _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), _mm256_set1_epi8(0x0F));
+    if (type != SL_TYPE_Q5_0) return _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
     const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
                                             2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
     const __m256i bit_of_byte = _mm256_set1_epi64x(0x8040201008040201LL);
+    __m256i bits = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
+    bits = _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit_of_byte), bit_of_byte);
+    return _mm256_sub_epi8(_mm256_or_si256(nibbles, _mm256_and_si256(bits, _mm256_set1_epi8(0x10))), _mm256_set1_epi8(16));
+}
+
+/// AVX2 unpacking of Q4_0 / Q5_0 rows into int8 values and float block scales.
+__attribute__((target("avx2")))
+static void unpack_q4_q5_0_avx2(int type, const void *row, int64_t nb, unpacked_row *u) {
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *qs;
         uint16_t d;
-        uint32_t qh = 0;
-        if (type == SL_TYPE_Q5_0) {
-            const q5_0_t *b = (const q5_0_t *)row + i;
-            qs = b->qs; d = b->d;
-            memcpy(&qh, b->qh, 4);
-        } else {
-            const q4_0_t *b = (const q4_0_t *)row + i;
-            qs = b->qs; d = b->d;
-        }
+        _mm256_storeu_si256((__m256i *)(u->v + i * QK), q4_q5_0_block_avx2(type, row, i, &d));
         u->dw[i] = sl_f16_to_f32(d);
-        const __m128i packed = _mm_loadu_si128((const __m128i *)qs);
-        // bytes 0..15: low nibbles (values 0..15), bytes 16..31: high nibbles (values 16..31)
-        const __m256i nibbles = _mm256_and_si256(
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low_mask);
-        __m256i values;
-        if (type == SL_TYPE_Q5_0) {
-            __m256i bits = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
-            bits = _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit_of_byte), bit_of_byte);
-            values = _mm256_sub_epi8(_mm256_or_si256(nibbles, _mm256_and_si256(bits, _mm256_set1_epi8(0x10))), _mm256_set1_epi8(16));
-        } else {
-            values = _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
-        }
-        _mm256_storeu_si256((__m256i *)(u->v + i * QK), values);
     }
 }
 
@@ -420,34 +420,10 @@ static int has_avx2(void) {
 /// the values built in registers exactly as unpack_q4_q5_0_avx2 stores them.
 __attribute__((target("avx2,fma,f16c")))
 static float dot_q4_q5_0_direct_avx2(int type, const void *row, const q8_0_t *x, const float *xd, int64_t nb) {
-    const __m256i low_mask = _mm256_set1_epi8(0x0F);
-    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
-    const __m256i bit_of_byte = _mm256_set1_epi64x(0x8040201008040201LL);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *qs;
         uint16_t d;
-        uint32_t qh = 0;
-        if (type == SL_TYPE_Q5_0) {
-            const q5_0_t *b = (const q5_0_t *)row + i;
-            qs = b->qs; d = b->d;
-            memcpy(&qh, b->qh, 4);
-        } else {
-            const q4_0_t *b = (const q4_0_t *)row + i;
-            qs = b->qs; d = b->d;
-        }
-        const __m128i packed = _mm_loadu_si128((const __m128i *)qs);
-        const __m256i nibbles = _mm256_and_si256(
-            _mm256_inserti128_si256(_mm256_castsi128_si256(packed), _mm_srli_epi16(packed, 4), 1), low_mask);
-        __m256i w;
-        if (type == SL_TYPE_Q5_0) {
-            __m256i bits = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), spread);
-            bits = _mm256_cmpeq_epi8(_mm256_and_si256(bits, bit_of_byte), bit_of_byte);
-            w = _mm256_sub_epi8(_mm256_or_si256(nibbles, _mm256_and_si256(bits, _mm256_set1_epi8(0x10))), _mm256_set1_epi8(16));
-        } else {
-            w = _mm256_sub_epi8(nibbles, _mm256_set1_epi8(8));
-        }
+        const __m256i w = q4_q5_0_block_avx2(type, row, i, &d);
         const __m256i a = _mm256_loadu_si256((const __m256i *)x[i].qs);
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(w, a)), _mm256_set1_ps(_cvtsh_ss(d) * xd[i]), acc);
     }

@@ -35,7 +35,7 @@ public struct ConfigurationLoader: Sendable {
             }
         }
         for leaf in Self.leaves(of: tree) {
-            let name = "SLUICE_" + leaf.map { $0.uppercased() }.joined(separator: "_")
+            let name = Self.environmentVariable(for: leaf)
             if let value = environment[name] { try Self.set(value, at: leaf, in: &tree, source: name) }
         }
         for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
@@ -51,6 +51,12 @@ public struct ConfigurationLoader: Sendable {
         }
         try configuration.validate()
         return configuration
+    }
+
+    /// The variable that overrides a key: `SLUICE_` + the key path in upper case joined by `_`
+    /// (`["kafka", "group_id"]` → `SLUICE_KAFKA_GROUP_ID`).
+    public static func environmentVariable(for path: [String]) -> String {
+        "SLUICE_" + path.map { $0.uppercased() }.joined(separator: "_")
     }
 
     /// The defaults as a tree of YAML values (dictionaries, arrays, scalars).

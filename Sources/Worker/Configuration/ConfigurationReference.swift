@@ -48,7 +48,7 @@ public enum ConfigurationReference {
             entries.append(Entry(
                 key: path.joined(separator: "."),
                 defaultValue: value,
-                environmentVariable: "SLUICE_" + path.map { $0.uppercased() }.joined(separator: "_"),
+                environmentVariable: ConfigurationLoader.environmentVariable(for: path),
                 description: description))
             previousDescription = description
             comment = []

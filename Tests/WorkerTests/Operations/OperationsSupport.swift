@@ -54,7 +54,7 @@ enum Ops {
 
     /// Every environment variable name the configuration understands.
     static func configurationVariables() throws -> Set<String> {
-        Set(try ConfigurationLoader.leaves(of: ConfigurationLoader.defaultsTree()).map { "SLUICE_" + $0.map { $0.uppercased() }.joined(separator: "_") })
+        Set(try ConfigurationLoader.leaves(of: ConfigurationLoader.defaultsTree()).map(ConfigurationLoader.environmentVariable(for:)))
     }
 
     /// Loads `Config/sluice.yaml` with these variables as `sluice run` would.

@@ -1,7 +1,7 @@
 // Dequantizers for the GGUF block formats Sluice supports. Layouts follow the GGUF/ggml
 // specification (block structs below); written from the format description, checked against
 // the `gguf` Python package's numpy dequantizers by the test suite.
-#include "Kernels.h"
+#include "internal.h"
 #include <string.h>
 
 #define QK 32

@@ -1,16 +1,7 @@
 // Element-wise and attention operations of the transformer forward pass.
-#include "Kernels.h"
-#include <immintrin.h>
+#include "simd.h"
 #include <math.h>
-
-static int has_avx512(void) {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx512f");
-    }
-    return known;
-}
+#include <string.h>
 
 void sl_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out) {
     const float ss = sl_dot_f32(x, x, n);
@@ -26,42 +17,73 @@ void sl_gelu_mul(float *g, const float *u, int64_t n) {
     }
 }
 
-/// exp(t) for |t| ≤ 88: 2^n · p(f) with t·log2(e) = n + f, |f| ≤ 0.5, p a degree-6
-/// polynomial (relative error about 2e-7).
-__attribute__((target("avx512f")))
-static inline __m512 exp_avx512(__m512 t) {
-    const __m512 y = _mm512_mul_ps(t, _mm512_set1_ps(1.4426950408889634f));
-    const __m512 n = _mm512_roundscale_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 f = _mm512_mul_ps(_mm512_sub_ps(y, n), _mm512_set1_ps(0.6931471805599453f));  // f·ln 2, |·| ≤ 0.35
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
+/// exp(t) for |t| ≤ 20 (what the GELU below needs): 2^n · p(f) with t·log2(e) = n + f,
+/// |f| ≤ 0.5, p a degree-6 polynomial in f·ln 2 (relative error about 2e-7). The
+/// multiplication by 2^n is exact.
+static inline float exp_small(float t) {
+    const float y = t * 1.4426950408889634f;
+    const float n = nearbyintf(y);
+    const float f = (y - n) * 0.6931471805599453f;
+    float p = 1.0f / 720;
+    p = fmaf(p, f, 1.0f / 120);
+    p = fmaf(p, f, 1.0f / 24);
+    p = fmaf(p, f, 1.0f / 6);
+    p = fmaf(p, f, 0.5f);
+    p = fmaf(p, f, 1.0f);
+    p = fmaf(p, f, 1.0f);
+    const uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
 }
 
-__attribute__((target("avx512f")))
-static void gelu_mul_fast_avx512(float *g, const float *u, int64_t n) {
-    const __m512 c = _mm512_set1_ps(0.7978845608028654f), a = _mm512_set1_ps(0.044715f);
-    const __m512 one = _mm512_set1_ps(1.0f), half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f);
+/// gelu_tanh(x) · u with tanh(t) = 1 − 2 / (exp(2t) + 1), t clamped to ±10 (tanh(10) is 1
+/// in float). The definition of sl_gelu_mul_fast's bits; the AVX2 path repeats each step.
+static inline float gelu_fast(float x, float u) {
+    float t = 0.7978845608028654f * fmaf(0.044715f * x, x * x, x);
+    t = t > -10.0f ? t : -10.0f;  // as _mm256_max_ps(t, -10), NaN included
+    t = t < 10.0f ? t : 10.0f;    // as _mm256_min_ps(t, 10)
+    const float tanh = 1.0f - 2.0f / (exp_small(2.0f * t) + 1.0f);
+    return 0.5f * x * (1.0f + tanh) * u;
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 exp_small_avx2(__m256 t) {
+    const __m256 y = _mm256_mul_ps(t, _mm256_set1_ps(1.4426950408889634f));
+    const __m256 n = _mm256_round_ps(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m256 f = _mm256_mul_ps(_mm256_sub_ps(y, n), _mm256_set1_ps(0.6931471805599453f));
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+__attribute__((target("avx2,fma")))
+static void gelu_mul_fast_avx2(float *g, const float *u, int64_t n) {
+    const __m256 c = _mm256_set1_ps(0.7978845608028654f), a = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f), half = _mm256_set1_ps(0.5f), two = _mm256_set1_ps(2.0f);
     int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        const __m512 x = _mm512_loadu_ps(g + i);
-        __m512 t = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(a, x), _mm512_mul_ps(x, x), x));
-        t = _mm512_min_ps(_mm512_max_ps(t, _mm512_set1_ps(-10.0f)), _mm512_set1_ps(10.0f));
-        // tanh(t) = 1 − 2 / (exp(2t) + 1)
-        const __m512 tanh = _mm512_sub_ps(one, _mm512_div_ps(two, _mm512_add_ps(exp_avx512(_mm512_mul_ps(two, t)), one)));
-        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(half, x), _mm512_add_ps(one, tanh)), _mm512_loadu_ps(u + i)));
+    for (; i + 8 <= n; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        __m256 t = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_mul_ps(a, x), _mm256_mul_ps(x, x), x));
+        t = _mm256_min_ps(_mm256_max_ps(t, _mm256_set1_ps(-10.0f)), _mm256_set1_ps(10.0f));
+        const __m256 tanh = _mm256_sub_ps(one, _mm256_div_ps(two, _mm256_add_ps(exp_small_avx2(_mm256_mul_ps(two, t)), one)));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(half, x), _mm256_add_ps(one, tanh)), _mm256_loadu_ps(u + i)));
     }
-    if (i < n) sl_gelu_mul(g + i, u + i, n - i);
+    for (; i < n; i++) g[i] = gelu_fast(g[i], u[i]);
 }
 
 void sl_gelu_mul_fast(float *g, const float *u, int64_t n) {
-    if (has_avx512()) gelu_mul_fast_avx512(g, u, n);
-    else sl_gelu_mul(g, u, n);
+    if (sl_isa_at_least(SL_ISA_AVX2)) {
+        gelu_mul_fast_avx2(g, u, n);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) g[i] = gelu_fast(g[i], u[i]);
 }
 
 void sl_silu_mul(float *g, const float *u, int64_t n) {
@@ -139,7 +161,7 @@ void sl_attention(const float *q, const float *k_cache, const float *v_cache, in
         const float inv = 1.0f / sum;
         float *oh = out + h * head_dim;
         const float *vh = v_cache + kv * head_dim;
-        if (head_dim % 16 == 0 && head_dim <= 256 && has_avx512()) {
+        if (head_dim % 16 == 0 && head_dim <= 256 && sl_isa_at_least(SL_ISA_AVX512)) {
             weighted_sum_avx512(scores, inv, vh, kv_dim, first, count, capacity, head_dim, oh);
             continue;
         }

@@ -1,8 +1,7 @@
 // Integer dot products of quantized weight rows with quantized activations (Q8_0 / Q8_K),
 // the scheme llama.cpp's CPU backend uses. AVX2 kernels (the sign trick with maddubs) are
 // chosen at run time, with portable fallbacks.
-#include "Kernels.h"
-#include <immintrin.h>
+#include "simd.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,7 +193,7 @@ static void unpack_k_avx2(int type, const void *row, int64_t nb, unpacked_row *u
     }
 }
 
-static int has_avx2(void);
+static int has_avx2(void) { return sl_isa_at_least(SL_ISA_AVX2); }
 
 static void unpack_row(int type, const void *row, int64_t k, unpacked_row *u) {
     if ((type == SL_TYPE_Q5_0 || type == SL_TYPE_Q4_0) && has_avx2()) {
@@ -310,14 +309,6 @@ static inline int hsum_i32_avx2(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-__attribute__((target("avx2")))
-static inline float hsum_f32_avx2(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /// Q8_0-family row · Q8_0 activations; `xd` holds the activation block scales as floats.
 __attribute__((target("avx2,fma")))
 static float dot_unpacked_q8_0_avx2(const unpacked_row *u, const q8_0_t *x, const float *xd, int64_t nb) {
@@ -330,14 +321,21 @@ static float dot_unpacked_q8_0_avx2(const unpacked_row *u, const q8_0_t *x, cons
     return hsum_f32_avx2(acc);
 }
 
+/// The definition of every Q8_0-family product's bits: lane l of a block is the exact sum
+/// of bytes 4l..4l+3's products; each lane sum, times the product of the block scales, is
+/// added to lane accumulator l with one fused multiply-add; the lanes are reduced in the
+/// eight-lane order. The AVX2 and AVX-512 VNNI kernels hold the eight lanes in a vector.
 static float dot_unpacked_q8_0_portable(const unpacked_row *u, const q8_0_t *x, const float *xd, int64_t nb) {
-    float sum = 0;
+    float acc[8] = { 0 };
     for (int64_t i = 0; i < nb; i++) {
-        int s = 0;
-        for (int j = 0; j < QK; j++) s += u->v[i * QK + j] * x[i].qs[j];
-        sum += (float)s * (u->dw[i] * xd[i]);
+        const float scale = u->dw[i] * xd[i];
+        for (int l = 0; l < 8; l++) {
+            int s = 0;
+            for (int j = 4 * l; j < 4 * l + 4; j++) s += u->v[i * QK + j] * x[i].qs[j];
+            acc[l] = fmaf((float)s, scale, acc[l]);
+        }
     }
-    return sum;
+    return sl_hsum8(acc);
 }
 
 /// K-quant row · Q8_K activations: per 16-element group an integer scale (and min). The
@@ -405,15 +403,6 @@ static float dot_unpacked_q8_K_portable(const unpacked_row *u, const q8_K_t *x, 
         sum += u->sd[i] * x[i].d * (float)sumi - u->smin[i] * x[i].d * (float)summ;
     }
     return sum;
-}
-
-static int has_avx2(void) {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-    }
-    return known;
 }
 
 /// Q4_0 / Q5_0 row · Q8_0 activations without unpacking (one activation row: decoding),
@@ -493,15 +482,7 @@ SL_TILE_KERNEL(tile_2x4_vnni, SL_VNNI, SL_IDOT_VNNI, 2, 4)
 SL_TILE_KERNEL(tile_1x8_vnni, SL_VNNI, SL_IDOT_VNNI, 1, 8)
 SL_TILE_KERNEL(tile_2x8_vnni, SL_VNNI, SL_IDOT_VNNI, 2, 8)
 
-static int has_vnni(void) {
-    static int known = -1;
-    if (known < 0) {
-        __builtin_cpu_init();
-        known = has_avx2() && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
-                __builtin_cpu_supports("avx512vnni");
-    }
-    return known;
-}
+static int has_vnni(void) { return sl_isa_at_least(SL_ISA_AVX512_VNNI); }
 
 /// Weight rows [r, r + R) × activation rows in blocks of four, through the tile kernels;
 /// leftover activation rows (fewer than four) go through the one-row kernels.

@@ -1,5 +1,6 @@
 import Foundation
 import Inference
+import Kernels
 import Testing
 
 /// The real Gemma 3 270M file (installed by ops/bootstrap), loaded once per test process.
@@ -76,26 +77,79 @@ struct RealModelTests {
         }
     }
 
-    /// Free-running greedy decoding, as `sluice model generate` does it, reproduces llama.cpp's
-    /// first 16 tokens exactly on these golden prompts. (Measured on all 12 goldens: 7 agree for
-    /// 16 tokens or more; the other 5 part at a near tie after 5 to 12 tokens, which
-    /// `greedyGoldens` bounds.)
-    @Test("free-running greedy continuations equal llama.cpp's for the first 16 tokens", arguments: [
-        "The capital of France is Paris. The capital of Germany is",
-        "Customer question: What is the annual fee of the gold card?\nBank service answer:",
-        "Customer question: 我想查询信用卡账单\nBank service answer:",
-        "Customer question: Can I increase my credit limit?\nBank service answer:",
-        "Customer question: I want to talk to a human agent.\nBank service answer:",
-        "The bank's opening hours are",
-    ])
-    func greedyExact(prompt: String) throws {
+    /// Free-running greedy decoding, as `sluice model generate` does it, on all 12 goldens:
+    /// our tokens equal llama.cpp's up to the first step where the two may legitimately part —
+    /// a near tie, where llama.cpp's token is within 0.6 nats of our top choice (the bound of
+    /// `greedyGoldens`; llama.cpp rounds differently: F16 KV cache, flash attention). Parting
+    /// anywhere else fails. Our own tokens and logits are pinned, bit for bit and on every CPU,
+    /// by `pinnedOutputs`.
+    @Test("free-running greedy continuations equal llama.cpp's until a near tie", arguments: 0..<12)
+    func greedyFreeRunning(index: Int) throws {
         let model = try RealModel.load()
-        let golden = try #require(try RealModel.goldens("gemma3_greedy.json", as: GreedyCase.self).first { $0.prompt == prompt })
-        let promptTokens = model.tokenizer.encode(prompt, addBOS: true, parseSpecial: false)
-        let full = model.tokenizer.encode(prompt + golden.output, addBOS: true, parseSpecial: false)
+        let goldens = try RealModel.goldens("gemma3_greedy.json", as: GreedyCase.self)
+        try #require(goldens.count == 12)
+        let golden = goldens[index]
+        let promptTokens = model.tokenizer.encode(golden.prompt, addBOS: true, parseSpecial: false)
+        let full = model.tokenizer.encode(golden.prompt + golden.output, addBOS: true, parseSpecial: false)
         let reference = Array(full.dropFirst(promptTokens.count).prefix(16))
+        try #require(reference.count == 16)
         let completion = try BatchGenerator(model: model, maxContext: 128).complete(GenerationRequest(promptTokens: promptTokens, maxTokens: 16))
-        #expect(completion.tokens == reference, "\(prompt.debugDescription): \(completion.text.debugDescription) vs \(golden.output.debugDescription)")
+        try #require(completion.tokens.count == reference.count)
+        guard let parting = reference.indices.first(where: { completion.tokens[$0] != reference[$0] }) else {
+            #expect(completion.tokens == reference)
+            return
+        }
+        // The logits at the parting step, after the common prefix.
+        let cache = model.makeCache(maxContext: 128)
+        let logits = try model.forward([ForwardEntry(cache: cache, tokens: promptTokens + reference.prefix(parting), wantsLogits: true)])[0]
+        let ours = Int(completion.tokens[parting]), theirs = Int(reference[parting])
+        #expect(logits.indices.max { logits[$0] < logits[$1] } == ours, "the generator's token is not the forward pass's top choice")
+        #expect(logits[ours] - logits[theirs] <= 0.6,
+                "\(golden.prompt.debugDescription) parts from llama.cpp at token \(parting) by \(logits[ours] - logits[theirs]) nats: \(completion.text.debugDescription) vs \(golden.output.debugDescription)")
+    }
+
+    /// Our outputs, pinned bit for bit: the greedy tokens and a digest of the prompt's logits
+    /// (prefilled with int8 products and with dense float products) for each golden prompt,
+    /// recorded in `Goldens/sluice_pinned.json`. Every kernel path gives the same bits (see
+    /// KernelPathTests), so these hold on every CPU; a change that alters them alters what an
+    /// auditor's replay returns, and must be a deliberate one (record anew with
+    /// `SLUICE_RECORD_PINNED=1 swift test --filter pinnedOutputs` and say why in the commit).
+    @Test("our greedy tokens and logits are the pinned ones, bit for bit")
+    func pinnedOutputs() throws {
+        struct Pinned: Codable, Equatable {
+            let prompt: String
+            let tokens: [Int32]
+            let int8_logits_fnv1a: String
+            let dense_logits_fnv1a: String
+        }
+        let model = try RealModel.load()
+        var outputs: [Pinned] = []
+        for golden in try RealModel.goldens("gemma3_greedy.json", as: GreedyCase.self) {
+            let prompt = model.tokenizer.encode(golden.prompt, addBOS: true, parseSpecial: false)
+            let tokens = try BatchGenerator(model: model, maxContext: 64).complete(GenerationRequest(promptTokens: prompt, maxTokens: 16)).tokens
+            func digest(dense: Bool) throws -> String {
+                let logits = try model.forward([ForwardEntry(cache: model.makeCache(maxContext: 64), tokens: prompt, wantsLogits: true, dense: dense)])[0]
+                var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+                for value in logits {
+                    for shift in stride(from: 0, to: 32, by: 8) {
+                        hash = (hash ^ UInt64((value.bitPattern >> UInt32(shift)) & 0xFF)) &* 0x0000_0100_0000_01B3
+                    }
+                }
+                return String(hash, radix: 16)
+            }
+            outputs.append(Pinned(prompt: golden.prompt, tokens: tokens, int8_logits_fnv1a: try digest(dense: false), dense_logits_fnv1a: try digest(dense: true)))
+        }
+        let url = Repository.root.appendingPathComponent("Tests/InferenceTests/Goldens/sluice_pinned.json")
+        if ProcessInfo.processInfo.environment["SLUICE_RECORD_PINNED"] == "1" {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            try encoder.encode(outputs).write(to: url)
+        }
+        let pinned = try JSONDecoder().decode([Pinned].self, from: Data(contentsOf: url))
+        #expect(pinned.count == 12)
+        for (ours, expected) in zip(outputs, pinned) {
+            #expect(ours == expected, "\(ours.prompt.debugDescription) on \(String(cString: sl_simd_level()))")
+        }
     }
 
     @Test("“The capital of France is Paris. The capital of Germany is” continues with Berlin")

@@ -29,7 +29,7 @@ struct ChainTamperTests {
          "audit_records", Int64(5)),
         ("delete a row", "DROP TRIGGER audit_records_no_delete; DELETE FROM audit_records WHERE seq = 7;", "audit_records", Int64(8)),
         ("insert a row",
-         "INSERT INTO audit_records SELECT 21, 'forged', conversation_id, customer_pseudonym, channel, topic, partition, \"offset\", received_at, started_at, completed_at, queue_ms, inference_ms, model_name, model_quantization, model_sha256, prompt_template_version, sampling_parameters, seed, prompt_masked, prompt_sha256, prompt_sealed, response_masked, prompt_tokens, completion_tokens, confidence, confidence_method, confidence_threshold, route, escalation_reason, status, error_code, error_message, worker_id, recorded_at, row_hash, row_hash FROM audit_records WHERE seq = 20;",
+         "INSERT INTO audit_records SELECT 21, 'forged', conversation_id, customer_pseudonym, channel, topic, partition, \"offset\", received_at, started_at, completed_at, queue_ms, inference_ms, model_name, model_quantization, model_sha256, prompt_template_version, sampling_parameters, seed, prompt_masked, prompt_sha256, prompt_sealed, response_masked, prompt_tokens, completion_tokens, confidence, confidence_method, confidence_threshold, route, escalation_reason, status, error_code, error_message, worker_id, recorded_at, row_hash, row_hash, reply_topic, reply_partition FROM audit_records WHERE seq = 20;",
          "audit_records", Int64(21)),
         ("swap two rows", "DROP TRIGGER audit_records_no_update; UPDATE audit_records SET seq = -3 WHERE seq = 3; UPDATE audit_records SET seq = 3 WHERE seq = 4; UPDATE audit_records SET seq = 4 WHERE seq = -3;",
          "audit_records", Int64(3)),

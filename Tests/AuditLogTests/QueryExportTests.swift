@@ -97,10 +97,43 @@ struct QueryExportTests {
         var lines: [String] = []
         try database.export(format: .csv, since: nil, until: nil) { lines.append($0) }
         #expect(lines.count == 24)
-        #expect(lines[0].hasPrefix("seq,request_id,") && lines[0].hasSuffix(",prev_hash,row_hash"))
+        #expect(lines[0].hasPrefix("seq,request_id,") && lines[0].hasSuffix(",prev_hash,reply_topic,reply_partition,row_hash"))
         #expect(lines[1].hasPrefix("1,r1,c1,"))
         let stored = try #require(try database.record(requestID: "r1"))
-        #expect(lines[1].hasSuffix(",\(stored.prevHash),\(stored.rowHash)"))
+        #expect(lines[1].hasSuffix(",\(stored.prevHash),,,\(stored.rowHash)"), "no reply destination: two empty fields")
+    }
+
+    @Test("the reply destination (schema v2) is stored and chained; rows without one hash exactly as v1 rows did")
+    func replyDestination() throws {
+        let database = try AuditFixture.newDatabase()
+        var routed = AuditFixture.entry(1)
+        routed.record.replyTopic = "app.replies.eu"
+        routed.record.replyPartition = 2
+        try database.append([routed, AuditFixture.entry(2)])
+        let stored = try #require(try database.record(requestID: "r1"))
+        #expect(stored.replyTopic == "app.replies.eu" && stored.replyPartition == 2)
+        #expect(try database.record(requestID: "r2")?.replyTopic == nil)
+        #expect(try database.verify().isIntact)
+        var lines: [String] = []
+        try database.export(format: .jsonl, since: nil, until: nil) { lines.append($0) }
+        #expect(lines[1].contains(#""reply_topic":"app.replies.eu""#) && !lines[2].contains("reply_topic"))
+        #expect(try AuditDatabase.verifyExport(lines: lines).isIntact)
+        // Editing the destination breaks the row's hash, like any other column.
+        var edited = lines
+        edited[1] = edited[1].replacingOccurrences(of: "app.replies.eu", with: "app.replies.us")
+        #expect(try AuditDatabase.verifyExport(lines: edited).failure?.seq == 1)
+        // The chained columns of a row without a destination are v1's, so rows written before
+        // the migration keep verifying (their canonical form is unchanged).
+        let v1Columns = ["seq", "request_id", "conversation_id", "customer_pseudonym", "channel", "topic", "partition", "offset",
+                         "received_at", "started_at", "completed_at", "queue_ms", "inference_ms", "model_name", "model_quantization",
+                         "model_sha256", "prompt_template_version", "sampling_parameters", "seed", "prompt_masked", "prompt_sha256",
+                         "prompt_sealed", "response_masked", "prompt_tokens", "completion_tokens", "confidence", "confidence_method",
+                         "confidence_threshold", "route", "escalation_reason", "status", "error_code", "error_message", "worker_id",
+                         "recorded_at", "prev_hash"]
+        var csv: [String] = []
+        try database.export(format: .csv, since: nil, until: nil) { csv.append($0) }
+        #expect(csv[0] == (v1Columns + ["reply_topic", "reply_partition", "row_hash"]).joined(separator: ","))
+        #expect(csv[2].hasSuffix(",,,\(try #require(try database.record(requestID: "r2")).rowHash)"))
     }
 
     @Test("prune refuses young rows, removes an old prefix, and leaves a verifiable chain")

@@ -96,19 +96,70 @@ struct SchedulingTests {
         }
     }
 
-    @Test("offsets are committable only up to the lowest unfinished one")
+    @Test("the commit point is the lowest unfinished offset; an abandoned offset holds it back")
     func offsetTracker() {
         var tracker = OffsetTracker()
         let partition = KafkaTopicPartition(topic: "t", partition: 0)
         for offset in Int64(10)..<15 { tracker.begin(partition, offset: offset) }
-        #expect(tracker.finish(partition, offset: 12) == nil)
-        #expect(tracker.finish(partition, offset: 11) == nil)
-        #expect(tracker.finish(partition, offset: 10) == 13, "10, 11 and 12 are done: commit 13")
-        #expect(tracker.committableOffsets.map(\.offset) == [13])
+        #expect(tracker.commitPoints.map(\.offset) == [10])
+        tracker.finish(partition, offset: 12)
+        tracker.finish(partition, offset: 11)
+        #expect(tracker.commitPoints.map(\.offset) == [10], "10 is still running")
+        tracker.finish(partition, offset: 10)
+        #expect(tracker.commitPoints.map(\.offset) == [13], "10, 11 and 12 are done: commit 13")
         tracker.abandon(partition, offset: 13)
-        #expect(tracker.finish(partition, offset: 14) == nil, "13 was handed over, never finished here")
-        #expect(tracker.committableOffsets.map(\.offset) == [13])
+        let finishedAbandoned = tracker.finish(partition, offset: 13)
+        #expect(!finishedAbandoned, "13 was handed over, never finished here")
+        tracker.finish(partition, offset: 14)
+        #expect(tracker.commitPoints.map(\.offset) == [13])
         #expect(tracker.inFlightCount == 0)
+    }
+
+    @Test("gaps in the offsets (transaction markers, compaction) never hold the commit point back")
+    func commitPointAcrossGaps() {
+        var tracker = OffsetTracker()
+        let partition = KafkaTopicPartition(topic: "t", partition: 0)
+        // A transactional producer: records 0, 1, 2, a commit marker at 3, records 4, 5, 6, marker 7.
+        for offset: Int64 in [0, 1, 2, 4, 5, 6] { tracker.begin(partition, offset: offset) }
+        for offset: Int64 in [2, 1, 0] { tracker.finish(partition, offset: offset) }
+        #expect(tracker.commitPoints.map(\.offset) == [4], "3 is a marker: the point is the lowest unfinished offset")
+        tracker.finish(partition, offset: 5)
+        tracker.finish(partition, offset: 4)
+        #expect(tracker.commitPoints.map(\.offset) == [6])
+        tracker.finish(partition, offset: 6)
+        #expect(tracker.commitPoints.map(\.offset) == [7], "nothing in flight: after the last consumed")
+        // The consumer's position after an empty poll is past the final marker: the log end.
+        tracker.advance(partition, position: 8)
+        #expect(tracker.commitPoints.map(\.offset) == [8])
+        // A compacted topic: offsets 20 and 30 only.
+        tracker.begin(partition, offset: 20)
+        tracker.begin(partition, offset: 30)
+        #expect(tracker.commitPoints.map(\.offset) == [20])
+        tracker.finish(partition, offset: 20)
+        #expect(tracker.commitPoints.map(\.offset) == [30])
+        // A position read earlier never moves the point below or past running work.
+        tracker.advance(partition, position: 25)
+        #expect(tracker.commitPoints.map(\.offset) == [30])
+        tracker.finish(partition, offset: 30)
+        #expect(tracker.commitPoints.map(\.offset) == [31])
+    }
+
+    @Test("commit points are handed out once each time they move")
+    func takeCommitPoints() {
+        var tracker = OffsetTracker()
+        let a = KafkaTopicPartition(topic: "t", partition: 0), b = KafkaTopicPartition(topic: "t", partition: 1)
+        tracker.begin(a, offset: 0)
+        tracker.begin(b, offset: 5)
+        #expect(Set(tracker.takeCommitPoints().map(\.offset)) == [0, 5])
+        #expect(tracker.takeCommitPoints().isEmpty)
+        tracker.finish(b, offset: 5)
+        #expect(tracker.takeCommitPoints().map(\.offset) == [6])
+        // A partition first seen through its position (only markers since its commit).
+        let c = KafkaTopicPartition(topic: "t", partition: 2)
+        tracker.advance(c, position: 9)
+        #expect(tracker.takeCommitPoints().map(\.offset) == [9])
+        tracker.remove([a, b, c])
+        #expect(tracker.commitPoints.isEmpty)
     }
 }
 
@@ -131,5 +182,80 @@ struct RequestCodecTests {
         ]), limits: Self.limits)
         #expect(spring.replyTopic == "spring.replies" && spring.replyPartition == 2 && spring.correlationID == [1, 2, 3])
         #expect(spring.maxTokens == 8 && spring.source.offset == 7)
+    }
+
+    static func decode(_ json: String, headers: [KafkaHeader] = []) -> Result<InferenceRequest, RequestRejection> {
+        Result { () throws(RequestRejection) in try RequestCodec.decode(Self.record(json, headers: headers), limits: Self.limits) }
+    }
+
+    static func rejection(_ json: String, headers: [KafkaHeader] = []) -> RequestRejection? {
+        if case .failure(let rejection) = decode(json, headers: headers) { return rejection }
+        return nil
+    }
+
+    @Test("0, 1, 0.0 and 1.0 are numbers (greedy decoding as a Java service sends it); booleans are not")
+    func zeroAndOneAreNumbers() throws {
+        let request = try Self.decode(#"{"request_id":"a","prompt":"hi","temperature":0,"max_tokens":1,"top_p":1,"seed":0}"#).get()
+        #expect(request.temperature == 0 && request.maxTokens == 1 && request.topP == 1 && request.seed == 0)
+        let floats = try Self.decode(#"{"request_id":"a","prompt":"hi","temperature":0.0,"max_tokens":1.0,"top_p":1.0,"seed":0.0}"#).get()
+        #expect(floats.temperature == 0 && floats.maxTokens == 1 && floats.topP == 1 && floats.seed == 0)
+        for field in ["temperature", "max_tokens", "top_p", "seed"] {
+            let rejection = Self.rejection(#"{"request_id":"a","prompt":"hi","\#(field)":true}"#)
+            #expect(rejection?.code == "invalid_field" && rejection?.message.contains(field) == true, "\(field): \(String(describing: rejection))")
+        }
+    }
+
+    @Test("out-of-range and non-numeric numbers are rejected, never trapped on", arguments: [
+        #""max_tokens":9223372036854775807"#, #""max_tokens":9223372036854775808"#, #""max_tokens":1e20"#, #""max_tokens":-1e20"#,
+        #""max_tokens":2.5"#, #""max_tokens":"NaN""#, #""max_tokens":1e400"#, #""seed":1e20"#, #""seed":-1"#, #""seed":18446744073709551616"#,
+        #""seed":"Infinity""#, #""temperature":1e20"#, #""temperature":-1e20"#, #""temperature":"NaN""#, #""top_p":0"#, #""top_p":-1e308"#,
+    ])
+    func extremeNumbers(field: String) {
+        let rejection = Self.rejection(#"{"request_id":"r-1","prompt":"hi",\#(field)}"#)
+        #expect(rejection?.code == "invalid_field", "\(field): \(String(describing: rejection))")
+        #expect(rejection?.requestID == "r-1", "the rejection keeps the request id for the error reply")
+    }
+
+    @Test("the largest seed and limits at their bounds are accepted")
+    func bounds() throws {
+        let request = try Self.decode(#"{"request_id":"a","prompt":"hi","seed":18446744073709551615,"max_tokens":16}"#).get()
+        #expect(request.seed == UInt64.max && request.maxTokens == 16)
+        #expect(Self.rejection(#"{"request_id":"a","prompt":"hi","max_tokens":17}"#)?.code == "invalid_field")
+    }
+
+    @Test("limits are enforced before a value is kept or echoed: request id, metadata, messages, headers, audit fields")
+    func limits() {
+        let longID = String(repeating: "x", count: 64 * 1024)
+        let id = Self.rejection(#"{"request_id":"\#(longID)","prompt":"hi"}"#)
+        #expect(id?.code == "invalid_field" && id?.requestID == nil, "a 64 KB request id is never kept")
+        let metadata = Self.rejection(#"{"request_id":"a","prompt":"hi","metadata":{"blob":"\#(String(repeating: "m", count: 20_000))"}}"#)
+        #expect(metadata?.code == "invalid_field" && metadata?.message.contains("metadata") == true)
+        let messages = (0..<65).map { _ in #"{"role":"user","content":"x"}"# }.joined(separator: ",")
+        #expect(Self.rejection(#"{"request_id":"a","messages":[\#(messages)]}"#)?.message.contains("messages") == true)
+        let header = Self.rejection(#"{"request_id":"a","prompt":"hi"}"#, headers: [KafkaHeader(name: "correlation-id", value: Array(repeating: 1, count: 2_000))])
+        #expect(header?.code == "invalid_header" && header?.correlationID == nil)
+        #expect(Self.rejection(#"{"request_id":"a","prompt":"hi","channel":"\#(String(repeating: "c", count: 300))"}"#)?.code == "invalid_field")
+        #expect(Self.rejection(#"{"request_id":"a","prompt":"hi"}"#, headers: [KafkaHeader(name: "kafka_replyPartition", value: [1, 2])])?.code == "invalid_header")
+    }
+
+    @Test("wrong types name their field; malformed JSON, non-objects and invalid UTF-8 are told apart")
+    func wrongTypes() {
+        #expect(Self.rejection(#"{"request_id":"a","messages":[{"role":1,"content":"x"}]}"#)?.message.contains("messages[0].role") == true)
+        #expect(Self.rejection(#"{"request_id":"a","prompt":"hi","metadata":[1]}"#)?.message.contains("metadata") == true)
+        #expect(Self.rejection(#"{"request_id":"a","prompt":42}"#)?.message.contains("prompt") == true)
+        #expect(Self.rejection(#"{"request_id":"a","prompt":"#)?.code == "malformed_json")
+        #expect(Self.rejection(#"[1,2]"#)?.code == "malformed_json")
+        #expect(Self.rejection(#"{"prompt":"hi"}"#)?.code == "missing_field")
+        let invalid = KafkaConsumerMessage(topic: "requests", partition: 0, offset: 1, key: nil, value: [0x7B, 0xFF, 0x7D], headers: [], timestamp: nil)
+        #expect(throws: RequestRejection.self) { try RequestCodec.decode(invalid, limits: Self.limits) }
+    }
+
+    @Test("metadata is echoed back exactly, large integers included")
+    func metadataEcho() throws {
+        let request = try Self.decode(#"{"request_id":"a","prompt":"hi","metadata":{"n":9007199254740993,"s":"é","list":[true,null,1.5]}}"#).get()
+        let reply = InferenceReply(requestID: "a", status: .ok, escalate: false, worker: "w", metadata: request.metadata)
+        let text = String(decoding: reply.encoded(), as: UTF8.self)
+        #expect(text.contains(#""n":9007199254740993"#) && text.contains(#""list":[true,null,1.5]"#), "\(text)")
+        #expect(text.contains(#""text":null"#) && text.contains(#""status":"ok""#))
     }
 }

@@ -25,16 +25,37 @@ public struct AuditDatabase: Sendable {
     let pool: DatabasePool
     let configuration: AuditLogConfiguration?
 
-    /// Opens (creating if needed) the log for appending, and migrates the schema.
+    /// Opens (creating if needed) the log for appending, and migrates the schema. Safe for
+    /// any number of processes at once (a host's workers start together on a new file): the
+    /// file is created and migrated under an exclusive lock of `PATH.lock`, and the migrator
+    /// re-reads what is applied inside it.
     public init(path: String, configuration: AuditLogConfiguration) throws(AuditError) {
         self.path = path
         self.configuration = configuration
+        let lock = try Self.lockExclusively(path + ".lock")
+        defer { close(lock) }  // closing the descriptor releases the lock
         self.pool = try Self.openPool(path: path, readOnly: false, configuration: configuration)
         do {
             try AuditMigrations.migrator.migrate(pool)
         } catch {
             throw AuditError.wrap(error, context: "migrating \(path)")
         }
+    }
+
+    /// An open descriptor of `lockPath` holding an exclusive `flock` (waits for other holders).
+    private static func lockExclusively(_ lockPath: String) throws(AuditError) -> Int32 {
+        let descriptor = open(lockPath, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw AuditError(code: .cannotOpen, message: "cannot open \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                let reason = String(cString: strerror(errno))
+                close(descriptor)
+                throw AuditError(code: .cannotOpen, message: "cannot lock \(lockPath): \(reason)")
+            }
+        }
+        return descriptor
     }
 
     /// Opens an existing log read-only (queries, verification, export): safe while workers
@@ -187,7 +208,7 @@ public struct AuditDatabase: Sendable {
     }
 
     private static let insertSQL: String = {
-        let names = AuditRecord.fieldNames + ["row_hash"]
+        let names = AuditRecord.storedFieldNames + ["row_hash"]
         return "INSERT INTO audit_records (\(names.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", ")))"
     }()
 
@@ -195,7 +216,7 @@ public struct AuditDatabase: Sendable {
     /// persistence container per row, which dominated batch appends).
     private static func insert(_ record: AuditRecord, _ db: Database) throws {
         let statement = try db.cachedStatement(sql: insertSQL)
-        let values = record.chainedFields.map(\.1.databaseValue) + [record.rowHash]
+        let values = record.storedFields.map(\.1.databaseValue) + [record.rowHash]
         try statement.execute(arguments: StatementArguments(values))
     }
 

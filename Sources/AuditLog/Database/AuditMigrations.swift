@@ -139,6 +139,14 @@ enum AuditMigrations {
                 FROM ranked GROUP BY day;
                 """)
         }
+        migrator.registerMigration("v2: reply destination of each request") { db in
+            // Where the answer (or error reply) was sent. Added columns take part in a row's
+            // hash only when they hold a value, so rows written before keep verifying.
+            try db.execute(sql: """
+                ALTER TABLE audit_records ADD COLUMN reply_topic TEXT;
+                ALTER TABLE audit_records ADD COLUMN reply_partition INTEGER;
+                """)
+        }
         return migrator
     }
 }

@@ -73,12 +73,12 @@ extension AuditDatabase {
         return String(decoding: data, as: UTF8.self)
     }
 
-    /// The CSV header: every chained column, then `row_hash`.
-    public static var csvHeader: String { (AuditRecord.fieldNames + ["row_hash"]).joined(separator: ",") }
+    /// The CSV header: every stored column, then `row_hash`.
+    public static var csvHeader: String { (AuditRecord.storedFieldNames + ["row_hash"]).joined(separator: ",") }
 
     /// One record as a CSV line (RFC 4180 quoting), in ``csvHeader`` order.
     public static func csvLine(_ record: AuditRecord) -> String {
-        (record.chainedFields + [("row_hash", .text(record.rowHash))]).map { csvField($0.1) }.joined(separator: ",")
+        (record.storedFields + [("row_hash", .text(record.rowHash))]).map { csvField($0.1) }.joined(separator: ",")
     }
 
     static func csvField(_ value: CanonicalValue) -> String {
@@ -114,7 +114,7 @@ extension AuditDatabase {
         }
         var expectedPrev = anchor["prev_hash"] as? String ?? ""
         var expectedSeq = (anchor["first_seq"] as? NSNumber)?.int64Value ?? 1
-        let template = AuditRecord(requestID: "", receivedAt: Date(), completedAt: Date(), route: .auto, status: .ok, workerID: "").chainedFields
+        let template = AuditRecord(requestID: "", receivedAt: Date(), completedAt: Date(), route: .auto, status: .ok, workerID: "").storedFields
         for object in objects.dropFirst().dropLast() {
             let seq = (object["seq"] as? NSNumber)?.int64Value ?? -1
             guard seq == expectedSeq else { return fail(seq, "expected seq \(expectedSeq): rows missing or re-ordered") }
@@ -152,8 +152,14 @@ extension AuditDatabase {
     private static func rebuild(_ template: [(String, CanonicalValue)], from object: [String: Any]) -> [(String, CanonicalValue)]? {
         var fields: [(String, CanonicalValue)] = []
         for (name, kind) in template {
-            guard let raw = object[name] else { return nil }
+            // Columns added after v1 are hashed (and exported) only when they hold a value.
+            let added = AuditRecord.addedFieldNames.contains(name)
+            guard let raw = object[name] else {
+                if added { continue }
+                return nil
+            }
             let isNull = raw is NSNull
+            if added && isNull { continue }
             let value: CanonicalValue
             switch kind {
             case .text: value = .text(isNull ? nil : (raw as? String))
@@ -183,6 +189,7 @@ extension CanonicalValue {
 }
 
 extension AuditRecord {
-    static let fieldNames = AuditRecord(requestID: "", receivedAt: Date(), completedAt: Date(), route: .auto, status: .ok, workerID: "")
-        .chainedFields.map(\.0)
+    /// Every stored column but `row_hash`, in table order.
+    static let storedFieldNames = AuditRecord(requestID: "", receivedAt: Date(), completedAt: Date(), route: .auto, status: .ok, workerID: "")
+        .storedFields.map(\.0)
 }

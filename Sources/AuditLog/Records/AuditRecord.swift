@@ -47,6 +47,10 @@ public struct AuditRecord: Sendable, Equatable {
     public var errorCode: String?
     public var errorMessage: String?
     public var workerID: String
+    /// Where the reply went (schema v2): the reply topic, and the partition when the request
+    /// named one.
+    public var replyTopic: String?
+    public var replyPartition: Int64?
     /// When the row was committed (the append transaction's date).
     public var recordedAt: Date = Date(timeIntervalSince1970: 0)
     public var prevHash: String = ""
@@ -57,8 +61,23 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
     public static let databaseTableName = "audit_records"
 
     /// Every column but the two hashes, in chain order: the canonical serialisation hashes
-    /// exactly these, so storage and hashing cannot drift apart.
+    /// exactly these, so storage and hashing cannot drift apart. Columns added after v1
+    /// (`addedFields`) follow `prev_hash` and are hashed only when they hold a value, so a
+    /// row written before they existed serialises as it did then.
     var chainedFields: [(String, CanonicalValue)] {
+        baseFields + addedFields.filter { $0.1.databaseValue != nil }
+    }
+
+    /// Every stored column but `row_hash`, in table order (what an insert writes).
+    var storedFields: [(String, CanonicalValue)] { baseFields + addedFields }
+
+    static let addedFieldNames: Set<String> = ["reply_topic", "reply_partition"]
+
+    private var addedFields: [(String, CanonicalValue)] {
+        [("reply_topic", .text(replyTopic)), ("reply_partition", .integer(replyPartition))]
+    }
+
+    private var baseFields: [(String, CanonicalValue)] {
         [
             ("seq", .integer(seq)),
             ("request_id", .text(requestID)),
@@ -100,7 +119,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
     }
 
     public func encode(to container: inout PersistenceContainer) {
-        for (name, value) in chainedFields { container[name] = value.databaseValue }
+        for (name, value) in storedFields { container[name] = value.databaseValue }
         container["row_hash"] = rowHash
     }
 
@@ -145,6 +164,8 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
         errorCode = row["error_code"]
         errorMessage = row["error_message"]
         workerID = row["worker_id"]
+        replyTopic = row["reply_topic"]
+        replyPartition = row["reply_partition"]
         recordedAt = try time("recorded_at")
         prevHash = row["prev_hash"]
         rowHash = row["row_hash"]

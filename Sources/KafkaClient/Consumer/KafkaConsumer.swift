@@ -16,6 +16,17 @@ public final class KafkaConsumer: Sendable {
         var closed = false
     }
 
+    /// Positions read after a poll that returned nothing (see ``idlePositions``).
+    private final class IdlePositionBook: Sendable {
+        struct Book {
+            var positions: [KafkaTopicPartition: Int64] = [:]
+            var readAt = ContinuousClock.now - .seconds(60)
+        }
+        let book = Mutex(Book())
+        func forget() { book.withLock { $0 = Book() } }
+    }
+    private let idle: IdlePositionBook
+
     private let client: RDKafkaClient
     private let pollQueue: DispatchQueue
     private let state = Mutex(State())
@@ -28,24 +39,32 @@ public final class KafkaConsumer: Sendable {
     /// - Parameters:
     ///   - configuration: group and connection settings.
     ///   - logger: receives librdkafka's log lines.
+    ///   - onAssignment: called on the poll thread when partitions are assigned, before any
+    ///     of their messages can be returned by ``messages``.
     ///   - onRevocation: called on the poll thread when partitions are revoked, *before*
     ///     they are unassigned; it may block (bounded by the caller) to finish in-flight work
     ///     and commit, so nothing is committed past unfinished work by the next owner.
     public init(
         configuration: KafkaConsumerConfiguration,
         logger: Logger = Logger(label: "sluice.kafka.consumer"),
+        onAssignment: (@Sendable (_ partitions: [KafkaTopicPartition]) -> Void)? = nil,
         onRevocation: (@Sendable (_ partitions: [KafkaTopicPartition], _ lost: Bool) -> Void)? = nil
     ) throws {
         try configuration.validate()
         let (events, continuation) = AsyncStream.makeStream(of: KafkaConsumerEvent.self)
         let callbacks = RDKafkaCallbacks(logger: logger)
+        let idle = IdlePositionBook()
+        self.idle = idle
         callbacks.onRebalance = { rebalance in
             switch rebalance {
             case .assigned(let partitions):
                 logger.info("partitions assigned", metadata: ["partitions": "\(partitions)"])
+                onAssignment?(partitions)
+                idle.forget()
                 continuation.yield(.partitionsAssigned(partitions))
             case .revoked(let partitions, let lost):
                 logger.info("partitions revoked", metadata: ["partitions": "\(partitions)", "lost": "\(lost)"])
+                idle.forget()
                 onRevocation?(partitions, lost)
                 continuation.yield(.partitionsRevoked(partitions, lost: lost))
             }
@@ -118,10 +137,32 @@ public final class KafkaConsumer: Sendable {
                 logger.warning("kafka consume error", metadata: ["error": "\(error)"])
                 eventsContinuation.yield(.error(error))
             case .nothing:
-                continue
+                recordIdlePositions()
             }
         }
         return nil
+    }
+
+    /// After a poll that returned nothing, every message before the application's position
+    /// has been handed to the caller, whose loop called `next()` again — so it has begun
+    /// handling each. The positions read then (at most twice a second) let the caller commit
+    /// past offsets it never sees: transaction markers, compacted-away records.
+    private func recordIdlePositions() {
+        let now = ContinuousClock.now
+        guard idle.book.withLock({ now - $0.readAt >= .milliseconds(500) }) else { return }
+        guard let assigned = try? client.assignment(), let positions = try? client.positions(assigned) else { return }
+        let known = positions.filter { $0.offset >= 0 }
+        idle.book.withLock { book in
+            book.readAt = now
+            book.positions = Dictionary(known.map { ($0.topicPartition, $0.offset) }, uniquingKeysWith: { $1 })
+        }
+    }
+
+    /// The application's position in each assigned partition as read after the latest poll
+    /// that returned no message (see `recordIdlePositions`): every offset below it was either
+    /// returned by ``messages`` before that poll, or is not a message. Forgotten on rebalance.
+    public var idlePositions: [KafkaTopicPartition: Int64] {
+        idle.book.withLock { $0.positions }
     }
 
     /// Marks `message` handled: its successor's offset will be committed.

@@ -93,6 +93,10 @@ public final class KafkaProducer: Sendable {
         await pollLoop.stop()
     }
 
+    /// The fatal error that made this producer unusable (an idempotent producer's sequence
+    /// or epoch error, say), if any: nothing more can be sent; the process should restart.
+    public var fatalError: KafkaError? { client.fatalError() }
+
     /// Cluster metadata as this producer sees it (e.g. to check a topic exists).
     public func metadata(topic: String? = nil, timeout: Duration = .seconds(10)) async throws -> KafkaClusterMetadata {
         try await runBlocking { [client] in try client.metadata(topic: topic, timeoutMs: Int32(timeout.milliseconds)) }

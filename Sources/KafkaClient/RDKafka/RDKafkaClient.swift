@@ -277,6 +277,15 @@ final class RDKafkaClient: @unchecked Sendable {
         return list.elements.map(\.0)
     }
 
+    /// The application's position in each partition: the offset after the last message
+    /// consumed, past any transaction markers the consumer skipped (-1001 where unknown).
+    func positions(_ partitions: [KafkaTopicPartition]) throws(KafkaError) -> [KafkaTopicPartitionOffset] {
+        let list = RDKafkaTopicPartitionList(partitions)
+        let err = rd_kafka_position(handle, list.pointer)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else { throw .rdKafka(err, context: "positions") }
+        return list.elements.map(\.0)
+    }
+
     /// Low and high watermarks of a partition, asked of the broker (blocking).
     func watermarks(_ partition: KafkaTopicPartition, timeoutMs: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
         var low: Int64 = -1

@@ -1,12 +1,33 @@
 import Foundation
 import KafkaClient
 
-/// The reply to one request (message contract v1).
-public struct InferenceReply: Sendable {
-    public enum Status: String, Sendable { case ok, error, expired, rejected }
+/// The reply to one request (message contract v1), encoded with `Codable`.
+public struct InferenceReply: Sendable, Encodable {
+    public enum Status: String, Sendable, Encodable {
+        case ok, error, expired, rejected
+        /// The request id was already answered from another record (a client retry under a new
+        /// record): the reply names that record and its outcome instead of answering again.
+        case duplicate
+    }
 
-    public struct Usage: Sendable { public var promptTokens: Int; public var completionTokens: Int }
-    public struct Timings: Sendable { public var queuedMs: Int; public var inferenceMs: Int; public var totalMs: Int }
+    public struct Usage: Sendable, Encodable {
+        public var promptTokens: Int
+        public var completionTokens: Int
+        enum CodingKeys: String, CodingKey { case promptTokens = "prompt_tokens", completionTokens = "completion_tokens" }
+    }
+    public struct Timings: Sendable, Encodable {
+        public var queuedMs: Int
+        public var inferenceMs: Int
+        public var totalMs: Int
+        enum CodingKeys: String, CodingKey { case queuedMs = "queued_ms", inferenceMs = "inference_ms", totalMs = "total_ms" }
+    }
+    /// For `duplicate`: where the request id was first answered, and how.
+    public struct Original: Sendable, Encodable, Equatable {
+        public var topic: String?
+        public var partition: Int64?
+        public var offset: Int64?
+        public var status: String
+    }
 
     public var requestID: String?
     public var status: Status
@@ -20,22 +41,40 @@ public struct InferenceReply: Sendable {
     public var worker: String
     public var errorCode: String?
     public var errorMessage: String?
+    /// The request's metadata object as JSON (decoded and bounded by the codec).
     public var metadata: Data?
+    public var original: Original?
+
+    enum CodingKeys: String, CodingKey {
+        case requestID = "request_id", status, text, confidence, escalate, escalationReason = "escalation_reason"
+        case model, usage, timings, worker, error, metadata, original
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        // The contract's always-present fields are null rather than absent.
+        try container.encode(requestID, forKey: .requestID)
+        try container.encode(status, forKey: .status)
+        try container.encode(text, forKey: .text)
+        try container.encode(confidence, forKey: .confidence)
+        try container.encode(escalate, forKey: .escalate)
+        try container.encode(escalationReason, forKey: .escalationReason)
+        try container.encode(worker, forKey: .worker)
+        try container.encodeIfPresent(model, forKey: .model)
+        try container.encodeIfPresent(usage, forKey: .usage)
+        try container.encodeIfPresent(timings, forKey: .timings)
+        if let errorCode { try container.encode(["code": errorCode, "message": errorMessage ?? ""], forKey: .error) }
+        if let metadata, let value = try? JSONDecoder().decode(JSONValue.self, from: metadata) {
+            try container.encode(value, forKey: .metadata)
+        }
+        try container.encodeIfPresent(original, forKey: .original)
+    }
 
     /// The JSON value.
     public func encoded() -> [UInt8] {
-        var object: [String: Any] = ["status": status.rawValue, "escalate": escalate, "worker": worker]
-        object["request_id"] = requestID ?? NSNull()
-        object["text"] = text ?? NSNull()
-        object["confidence"] = confidence ?? NSNull()
-        object["escalation_reason"] = escalationReason ?? NSNull()
-        if let model { object["model"] = ["name": model.name, "quantization": model.quantization, "sha256": model.sha256] }
-        if let usage { object["usage"] = ["prompt_tokens": usage.promptTokens, "completion_tokens": usage.completionTokens] }
-        if let timings { object["timings"] = ["queued_ms": timings.queuedMs, "inference_ms": timings.inferenceMs, "total_ms": timings.totalMs] }
-        if let errorCode { object["error"] = ["code": errorCode, "message": errorMessage ?? ""] }
-        if let metadata, let value = try? JSONSerialization.jsonObject(with: metadata) { object["metadata"] = value }
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        return Array(data)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array((try? encoder.encode(self)) ?? Data())
     }
 
     /// Headers that let callers match the reply: `correlation-id`, Spring's
@@ -52,7 +91,7 @@ public struct InferenceReply: Sendable {
 }
 
 /// Which model answered (name, quantization, file SHA-256) — in replies and audit rows.
-public struct ModelIdentity: Sendable, Equatable {
+public struct ModelIdentity: Sendable, Equatable, Encodable {
     public var name: String
     public var quantization: String
     public var sha256: String

@@ -43,7 +43,8 @@ public struct RequestRejection: Error, Sendable {
     public var correlationID: [UInt8]?
 }
 
-/// Limits applied while decoding (from configuration).
+/// Limits applied while decoding (from configuration). Each is enforced before the value
+/// it bounds is used, stored or echoed.
 public struct RequestLimits: Sendable {
     public var maxPromptBytes: Int
     public var defaultMaxTokens: Int
@@ -51,6 +52,16 @@ public struct RequestLimits: Sendable {
     public var defaultTopic: String
     /// Topics whose requests default to `batch` priority (a request's own field wins).
     public var batchTopics: Set<String>
+    /// `request_id` length in UTF-8 bytes.
+    public var maxRequestIDBytes = 256
+    /// `metadata`, as JSON, in bytes (it is echoed in the reply).
+    public var maxMetadataBytes = 16_384
+    /// Entries of `messages`.
+    public var maxMessages = 64
+    /// Any one header value (correlation id, reply topic, partition) in bytes.
+    public var maxHeaderBytes = 1_024
+    /// The free-form strings stored in the audit row (`conversation_id`, `customer_ref`, `channel`).
+    public var maxFieldBytes = 256
 
     public init(maxPromptBytes: Int, defaultMaxTokens: Int, maxTokensLimit: Int, defaultTopic: String, batchTopics: Set<String> = []) {
         self.maxPromptBytes = maxPromptBytes
@@ -61,69 +72,136 @@ public struct RequestLimits: Sendable {
     }
 }
 
+/// The request value as sent (contract v1), decoded with `Codable`: each field has the type
+/// the contract names or the whole request is rejected with that field named.
+struct RequestBody: Decodable {
+    var requestID: String?
+    var replyTo: String?
+    var prompt: String?
+    var messages: [InferenceRequest.Message]?
+    var conversationID: String?
+    var customerRef: String?
+    var channel: String?
+    var maxTokens: JSONNumber?
+    var temperature: JSONNumber?
+    var topP: JSONNumber?
+    var seed: JSONNumber?
+    var deadline: String?
+    var priority: String?
+    var metadata: [String: JSONValue]?
+
+    enum CodingKeys: String, CodingKey {
+        case requestID = "request_id", replyTo = "reply_to", prompt, messages
+        case conversationID = "conversation_id", customerRef = "customer_ref", channel
+        case maxTokens = "max_tokens", temperature, topP = "top_p", seed, deadline, priority, metadata
+    }
+}
+
+/// What can be read of a request even when the rest is invalid: its id and reply topic, for
+/// the error reply and the audit row.
+struct RequestEnvelope: Decodable {
+    var requestID: String?
+    var replyTo: String?
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: RequestBody.CodingKeys.self)
+        requestID = try? container.decodeIfPresent(String.self, forKey: .requestID)
+        replyTo = try? container.decodeIfPresent(String.self, forKey: .replyTo)
+    }
+}
+
 /// Decodes and validates request records: JSON body, headers (`correlation-id`, `reply-to`,
 /// and Spring Kafka's `kafka_replyTopic`, `kafka_replyPartition`, `kafka_correlationId`).
+/// Nothing a record holds can make it trap: numbers convert exactly or are rejected.
 public enum RequestCodec {
     public static func decode(_ record: KafkaConsumerMessage, limits: RequestLimits, now: Date = Date()) throws(RequestRejection) -> InferenceRequest {
-        let headers = record.headers
-        let headerReply = headers.last(named: "reply-to")?.stringValue ?? headers.last(named: "kafka_replyTopic")?.stringValue
-        let replyPartition = headers.last(named: "kafka_replyPartition")?.value.flatMap(Self.int32)
-        let correlation = headers.last(named: "correlation-id")?.value ?? headers.last(named: "kafka_correlationId")?.value
-        var rejection = RequestRejection(
-            code: "", message: "", requestID: nil, replyTopic: headerReply ?? limits.defaultTopic,
-            replyPartition: replyPartition, correlationID: correlation)
+        var rejection = RequestRejection(code: "", message: "", requestID: nil, replyTopic: limits.defaultTopic, replyPartition: nil, correlationID: nil)
         func reject(_ code: String, _ message: String) -> RequestRejection {
             rejection.code = code
             rejection.message = message
             return rejection
         }
+        // Headers first, each bounded before it is kept.
+        let headers = record.headers
+        for name in ["reply-to", "kafka_replyTopic", "kafka_replyPartition", "correlation-id", "kafka_correlationId"] {
+            if let value = headers.last(named: name)?.value, value.count > limits.maxHeaderBytes {
+                throw reject("invalid_header", "header \(name) has \(value.count) bytes; the limit is \(limits.maxHeaderBytes)")
+            }
+        }
+        rejection.correlationID = headers.last(named: "correlation-id")?.value ?? headers.last(named: "kafka_correlationId")?.value
+        if let topic = headers.last(named: "reply-to")?.stringValue ?? headers.last(named: "kafka_replyTopic")?.stringValue {
+            rejection.replyTopic = topic
+        }
+        if let header = headers.last(named: "kafka_replyPartition") {
+            guard let partition = header.value.flatMap(Self.int32) else {
+                throw reject("invalid_header", "kafka_replyPartition must be a 4-byte big-endian or decimal integer")
+            }
+            rejection.replyPartition = partition
+        }
         guard String(validating: record.value, as: UTF8.self) != nil else {
             throw reject("invalid_utf8", "the request value is not valid UTF-8")
         }
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(record.value))) as? [String: Any] else {
+        let decoder = JSONDecoder()
+        let data = Data(record.value)
+        guard let envelope = try? decoder.decode(RequestEnvelope.self, from: data) else {
             throw reject("malformed_json", "the request value is not a JSON object")
         }
-        if let id = object["request_id"] as? String, !id.isEmpty { rejection.requestID = id }
-        if let reply = object["reply_to"] as? String, !reply.isEmpty { rejection.replyTopic = reply }
-        guard let requestID = rejection.requestID else { throw reject("missing_field", "request_id (a non-empty string) is required") }
-        guard requestID.utf8.count <= 256 else { throw reject("invalid_field", "request_id is longer than 256 bytes") }
-
-        var messages: [InferenceRequest.Message]?
-        let prompt: String
-        if let text = object["prompt"] as? String {
-            prompt = text
-        } else if let list = object["messages"] as? [[String: Any]] {
-            messages = []
-            for item in list {
-                guard let role = item["role"] as? String, let content = item["content"] as? String else {
-                    throw reject("invalid_field", "messages must be [{role, content}] with string values")
-                }
-                messages?.append(.init(role: role, content: content))
+        if let id = envelope.requestID, !id.isEmpty {
+            guard id.utf8.count <= limits.maxRequestIDBytes else {
+                throw reject("invalid_field", "request_id has \(id.utf8.count) bytes; the limit is \(limits.maxRequestIDBytes)")
             }
-            prompt = messages?.map { "\($0.role): \($0.content)" }.joined(separator: "\n") ?? ""
+            rejection.requestID = id
+        }
+        if let reply = envelope.replyTo, !reply.isEmpty { rejection.replyTopic = reply }
+        let body: RequestBody
+        do {
+            body = try decoder.decode(RequestBody.self, from: data)
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context), let DecodingError.dataCorrupted(context) {
+            throw reject("invalid_field", "\(Self.field(context.codingPath)) has the wrong type: \(Self.expectation(context.codingPath))")
+        } catch {
+            throw reject("invalid_field", "the request does not follow the message contract: \(error)")
+        }
+        guard let requestID = rejection.requestID else { throw reject("missing_field", "request_id (a non-empty string) is required") }
+        for (name, value) in [("conversation_id", body.conversationID), ("customer_ref", body.customerRef), ("channel", body.channel)] {
+            if let value, value.utf8.count > limits.maxFieldBytes {
+                throw reject("invalid_field", "\(name) has \(value.utf8.count) bytes; the limit is \(limits.maxFieldBytes)")
+            }
+        }
+
+        let prompt: String
+        if let text = body.prompt {
+            prompt = text
+        } else if let messages = body.messages {
+            guard messages.count <= limits.maxMessages else {
+                throw reject("invalid_field", "messages has \(messages.count) entries; the limit is \(limits.maxMessages)")
+            }
+            prompt = messages.map { "\($0.role): \($0.content)" }.joined(separator: "\n")
         } else {
             throw reject("missing_field", "prompt (string) or messages ([{role, content}]) is required")
         }
-        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw reject("invalid_field", "the prompt is empty") }
         guard prompt.utf8.count <= limits.maxPromptBytes else {
             throw reject("prompt_too_large", "the prompt has \(prompt.utf8.count) bytes; the limit is \(limits.maxPromptBytes)")
         }
-        func number(_ key: String) throws(RequestRejection) -> Double? {
-            guard let value = object[key], !(value is NSNull) else { return nil }
-            guard let number = value as? NSNumber, !(value is Bool) else { throw reject("invalid_field", "\(key) must be a number") }
-            return number.doubleValue
+        guard !prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw reject("invalid_field", "the prompt is empty") }
+
+        var maxTokens = limits.defaultMaxTokens
+        if let number = body.maxTokens {
+            guard let value = number.signed, (1...Int64(limits.maxTokensLimit)).contains(value) else {
+                throw reject("invalid_field", "max_tokens must be an integer 1...\(limits.maxTokensLimit)")
+            }
+            maxTokens = Int(value)
         }
-        let maxTokens = try number("max_tokens").map(Int.init) ?? limits.defaultMaxTokens
-        guard (1...limits.maxTokensLimit).contains(maxTokens) else {
-            throw reject("invalid_field", "max_tokens must be 1...\(limits.maxTokensLimit)")
-        }
-        let temperature = try number("temperature") ?? 0
+        let temperature = body.temperature?.double ?? 0
         guard (0...2).contains(temperature) else { throw reject("invalid_field", "temperature must be 0...2") }
-        let topP = try number("top_p") ?? 1
+        let topP = body.topP?.double ?? 1
         guard topP > 0, topP <= 1 else { throw reject("invalid_field", "top_p must be in (0, 1]") }
-        let seed = try number("seed").map { UInt64(max(0, $0)) } ?? Self.stableSeed(requestID)
+        var seed = Self.stableSeed(requestID)
+        if let number = body.seed {
+            guard let value = number.unsigned else { throw reject("invalid_field", "seed must be an integer 0...\(UInt64.max)") }
+            seed = value
+        }
         var deadline: Date?
-        if let text = object["deadline"] as? String {
+        if let text = body.deadline {
             let formatter = ISO8601DateFormatter()
             formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
             guard let parsed = formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text) else {
@@ -132,20 +210,47 @@ public enum RequestCodec {
             deadline = parsed
         }
         let priority: InferenceRequest.Priority
-        switch object["priority"] as? String {
+        switch body.priority {
         case nil: priority = limits.batchTopics.contains(record.topic) ? .batch : .interactive
         case "interactive"?: priority = .interactive
         case "batch"?: priority = .batch
         default: throw reject("invalid_field", "priority must be interactive or batch")
         }
-        let metadata = (object["metadata"] as? [String: Any]).flatMap { try? JSONSerialization.data(withJSONObject: $0, options: [.sortedKeys]) }
+        var metadata: Data?
+        if let object = body.metadata {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            let encoded = (try? encoder.encode(object)) ?? Data("{}".utf8)
+            guard encoded.count <= limits.maxMetadataBytes else {
+                throw reject("invalid_field", "metadata has \(encoded.count) bytes as JSON; the limit is \(limits.maxMetadataBytes)")
+            }
+            metadata = encoded
+        }
         return InferenceRequest(
-            requestID: requestID, prompt: prompt, messages: messages, replyTopic: rejection.replyTopic ?? limits.defaultTopic,
-            replyPartition: replyPartition, correlationID: correlation, conversationID: object["conversation_id"] as? String,
-            customerRef: object["customer_ref"] as? String, channel: object["channel"] as? String, maxTokens: maxTokens,
+            requestID: requestID, prompt: prompt, messages: body.messages, replyTopic: rejection.replyTopic ?? limits.defaultTopic,
+            replyPartition: rejection.replyPartition, correlationID: rejection.correlationID, conversationID: body.conversationID,
+            customerRef: body.customerRef, channel: body.channel, maxTokens: maxTokens,
             temperature: Float(temperature), topP: Float(topP), seed: seed, deadline: deadline, priority: priority,
             metadata: metadata, source: KafkaTopicPartitionOffset(topic: record.topic, partition: record.partition, offset: record.offset),
             receivedAt: now)
+    }
+
+    /// The contract field a decoding error points at (`messages[2].role`).
+    private static func field(_ path: [any CodingKey]) -> String {
+        guard let first = path.first else { return "the request" }
+        return path.dropFirst().reduce(first.stringValue) { text, key in
+            key.intValue.map { "\(text)[\($0)]" } ?? "\(text).\(key.stringValue)"
+        }
+    }
+
+    /// What the contract expects at a field.
+    private static func expectation(_ path: [any CodingKey]) -> String {
+        switch path.first.flatMap({ RequestBody.CodingKeys(stringValue: $0.stringValue) }) {
+        case .maxTokens?, .temperature?, .topP?, .seed?: "a number"
+        case .messages?: "[{role, content}] with string values"
+        case .metadata?: "an object"
+        default: "a string"
+        }
     }
 
     /// FNV-1a of the request id: the default seed, the same in every process (recorded in

@@ -42,6 +42,10 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         public var agingMs: Int = 5_000
         /// Topics whose requests default to `batch` priority.
         public var batchTopics: [String] = []
+        /// Topics a request may name as its reply address (`reply_to`, `reply-to`,
+        /// `kafka_replyTopic`) besides `topics.replies`: exact names, or prefixes ending in `*`.
+        /// The request, escalation and dead-letter topics and `__*` are never valid.
+        public var replyTopics: [String] = []
         /// Longest prompt accepted, in UTF-8 bytes.
         public var maxPromptBytes: Int = 16_384
         /// Longest prompt accepted, in model tokens.
@@ -86,6 +90,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
             case queueLowWater = "queue_low_water"
             case agingMs = "aging_ms"
             case batchTopics = "batch_topics"
+            case replyTopics = "reply_topics"
             case maxPromptBytes = "max_prompt_bytes"
             case maxPromptTokens = "max_prompt_tokens"
             case defaultMaxTokens = "default_max_tokens"

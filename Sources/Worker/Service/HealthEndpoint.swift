@@ -6,19 +6,27 @@ import Hummingbird
 struct HealthEndpoint {
     let metrics: WorkerMetrics
     let isReady: @Sendable () -> Bool
+    /// Why the process can no longer serve (a fatal client error), if it cannot.
+    let fatalReason: @Sendable () -> String?
     let port: Int
 
     func run() async throws {
         let router = Router()
         let metrics = self.metrics
         let isReady = self.isReady
+        let fatalReason = self.fatalReason
         router.get("metrics") { _, _ -> Response in
             Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
-        router.get("healthz") { _, _ -> String in "ok\n" }
+        router.get("healthz") { _, _ -> Response in
+            if let reason = fatalReason() {
+                return Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: "unhealthy: \(reason)\n")))
+            }
+            return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
+        }
         router.get("readyz") { _, _ -> Response in
             isReady()
                 ? Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ready\n")))

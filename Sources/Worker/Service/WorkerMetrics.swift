@@ -15,6 +15,7 @@ public final class WorkerMetrics: Sendable {
     let tokens: Counter
     let auditFailures: Counter
     let publishFailures: Counter
+    let replyFailures: Counter
     let inFlight: Gauge
     let queueDepth: Gauge
     let assignedPartitions: Gauge
@@ -46,7 +47,9 @@ public final class WorkerMetrics: Sendable {
             descriptor: Self.name("batch_size", "sequences", "Sequences decoded together per step."), labels: [], buckets: [1, 2, 4, 8, 16, 32, 64])
         tokens = registry.makeCounter(descriptor: Self.name("generated_tokens", "total", "Tokens generated (rate() gives tokens/s)."), labels: [])
         auditFailures = registry.makeCounter(descriptor: Self.name("audit_write_failures", "total", "Failed audit writes (retried; offsets stay uncommitted)."), labels: [])
-        publishFailures = registry.makeCounter(descriptor: Self.name("publish_failures", "total", "Failed Kafka publishes (retried)."), labels: [])
+        publishFailures = registry.makeCounter(descriptor: Self.name("publish_failures", "total", "Failed Kafka publish attempts."), labels: [])
+        replyFailures = registry.makeCounter(
+            descriptor: Self.name("reply_failures", "total", "Requests whose reply could not be published for good (ended as errors, dead-lettered)."), labels: [])
         inFlight = registry.makeGauge(descriptor: Self.name("requests_in_flight", "", "Requests held between consumption and commit."), labels: [])
         queueDepth = registry.makeGauge(descriptor: Self.name("queue_depth", "", "Requests queued or decoding in the scheduler."), labels: [])
         assignedPartitions = registry.makeGauge(descriptor: Self.name("assigned_partitions", "", "Request partitions this worker owns."), labels: [])

@@ -19,6 +19,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let state = WorkerState()
     let publishing = PublishCounter()
     let topics: TopicDirectory
+    let destinations: ReplyDestinationPolicy
+    let fatal = FatalLatch()
+    /// Value bytes a dead-letter copy keeps (from the producer's `message.max.bytes`).
+    let deadLetterValueBytes: Int
+    let shutdown = ShutdownFlag()
     let workerID: String
     let templateVersion: String
     let logger: Logger
@@ -49,6 +54,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 client: client, groupID: configuration.kafka.groupId,
                 sessionTimeout: .milliseconds(configuration.kafka.sessionTimeoutMs)),
             logger: logger,
+            onAssignment: { partitions in
+                // Runs on the poll thread before any message of these partitions is returned:
+                // the tracker owns them before one of their requests can finish.
+                if state.assign(partitions) { try? consumerHolder.consumer?.pause(partitions) }
+            },
             onRevocation: { partitions, lost in
                 // Runs on the poll thread before the partitions move: let their running
                 // requests finish (bounded by the grace period), then commit what is done.
@@ -75,6 +85,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             maxPromptBytes: worker.maxPromptBytes, defaultMaxTokens: worker.defaultMaxTokens,
             maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies, batchTopics: Set(worker.batchTopics))
         topics = TopicDirectory(producer: producer)
+        deadLetterValueBytes = DeadLetterCopy.maxValueBytes(
+            messageMaxBytes: configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000)
+        destinations = ReplyDestinationPolicy(
+            defaultTopic: configuration.topics.replies, allowed: worker.replyTopics,
+            forbidden: configuration.topics.requests + [configuration.topics.escalations, configuration.topics.deadLetters])
         metrics = WorkerMetrics(model: backend.identity, worker: workerID, latencyObjective: .milliseconds(configuration.worker.latencyObjectiveMs))
         let metrics = self.metrics
         scheduler.onStep = { batch, duration in
@@ -98,22 +113,30 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let port = configuration.worker.metricsPort
         let endpoint = port > 0 ? Task { [metrics, state] in
             do {
-                try await HealthEndpoint(metrics: metrics, isReady: { !state.withLock { state.assigned.isEmpty } }, port: port).run()
+                try await HealthEndpoint(
+                    metrics: metrics, isReady: { !state.withLock { state.assigned.isEmpty } }, fatalReason: { [fatal] in fatal.reason }, port: port
+                ).run()
             } catch {
                 logger.error("metrics endpoint failed", metadata: ["port": "\(port)", "error": "\(error)"])
             }
         } : nil
-        do {
-            for try await message in consumer.messages {
-                await handle(message)
+        let loop = Task { [self] in
+            do {
+                for try await message in consumer.messages {
+                    await handle(message)
+                }
+            } catch {
+                fatal.trip("consumer failed: \(error)")
+                logger.error("consumer failed", metadata: ["error": "\(error)"])
             }
-        } catch {
-            logger.error("consumer failed", metadata: ["error": "\(error)"])
         }
+        fatal.onTrip { loop.cancel() }
+        await withTaskCancellationHandler { await loop.value } onCancel: { loop.cancel() }
         logger.info("stopping: no new requests; finishing running ones")
         scheduler.stop()
         let deadline = Date().addingTimeInterval(Double(configuration.worker.gracePeriodMs) / 1000)
         await publishing.waitUntilIdle(deadline: deadline)
+        shutdown.set()
         committer.cancel()
         try? await producer.flush(timeout: .seconds(10))
         // A final synchronous commit of everything finished (async commits may still be in flight).
@@ -130,14 +153,17 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         events.cancel()
         lag.cancel()
         endpoint?.cancel()
+        if let reason = fatal.reason {
+            logger.error("worker stopped after a fatal error", metadata: ["reason": "\(reason)"])
+            throw WorkerFatalError(reason: reason)
+        }
         logger.info("worker stopped")
     }
 
     private func followEvents() async {
         for await event in consumer.events {
             switch event {
-            case .partitionsAssigned(let partitions):
-                if state.assign(partitions) { try? consumer.pause(partitions) }
+            case .partitionsAssigned:
                 updateAssignmentMetrics()
             case .partitionsRevoked(let partitions, _):
                 metrics.forgetLag(of: partitions)  // the next owner reports it; a stale value would double-count
@@ -175,7 +201,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let interval = Duration.milliseconds(configuration.worker.commitIntervalMs)
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
-            guard let offsets = state.takeCommittable(), !offsets.isEmpty else { continue }
+            state.advance(consumer.idlePositions)
+            let offsets = state.takeCommittable()
+            guard !offsets.isEmpty else { continue }
             do {
                 try consumer.storeOffsets(offsets)
                 try consumer.commitAsync()
@@ -194,41 +222,75 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         do {
             request = try RequestCodec.decode(message, limits: limits)
         } catch {
-            await reject(message, error)
+            rejectInBackground(message, error)
             return
         }
-        if await !topics.exists(request.replyTopic) {
-            await reject(message, RequestRejection(
-                code: "unknown_reply_topic", message: "reply topic \(request.replyTopic) does not exist",
-                requestID: request.requestID, replyTopic: nil, replyPartition: nil, correlationID: request.correlationID))
+        // Reply destinations are policy; an unusable one gets its error reply on the default topic.
+        func unusable(_ code: String, _ text: String) -> RequestRejection {
+            RequestRejection(code: code, message: text, requestID: request.requestID, replyTopic: limits.defaultTopic,
+                             replyPartition: nil, correlationID: request.correlationID)
+        }
+        if let refusal = destinations.refusal(request.replyTopic) {
+            rejectInBackground(message, unusable("reply_topic_not_allowed", refusal))
             return
         }
-        // Already audited: its reply was delivered before the audit row was written.
-        if (try? audit.record(requestID: request.requestID)) != nil {
-            logger.info("request already answered; skipping", metadata: ["request_id": "\(request.requestID)"])
-            finish(message.topicPartition, message.offset)
+        let partitions: Int
+        switch await replyTopicPartitions(request.replyTopic) {
+        case .exists(let count):
+            partitions = count
+        case .absent:
+            rejectInBackground(message, unusable("unknown_reply_topic", "reply topic \(request.replyTopic) does not exist"))
+            return
+        case .unusable(let reason):
+            rejectInBackground(message, unusable("reply_topic_unusable", "reply topic \(request.replyTopic) cannot be used: \(reason)"))
+            return
+        case .unknown:
+            // Shutting down while the broker did not answer: hand the record back (not committed).
+            state.abandon([request.source])
+            return
+        }
+        if let replyPartition = request.replyPartition, !(0..<Int32(clamping: partitions)).contains(replyPartition) {
+            rejectInBackground(message, unusable(
+                "invalid_reply_partition", "reply partition \(replyPartition) does not exist: \(request.replyTopic) has \(partitions)"))
+            return
+        }
+        if let original = try? audit.record(requestID: request.requestID) {
+            if original.topic == message.topic, original.partition == Int64(message.partition), original.offset == message.offset {
+                // The same record again (redelivered after a crash or rebalance): already answered.
+                logger.info("request already answered; skipping", metadata: ["request_id": "\(request.requestID)"])
+                finish(message.topicPartition, message.offset)
+            } else {
+                answerDuplicate(message, request, original: original)
+            }
             return
         }
         let modelInput = backend is EchoBackend
             ? request.prompt : configuration.worker.promptTemplate.replacingOccurrences(of: "{prompt}", with: request.prompt)
         let tokens = backend.tokenize(modelInput)
         if tokens.count > configuration.worker.maxPromptTokens {
-            await reject(message, RequestRejection(
+            rejectInBackground(message, RequestRejection(
                 code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens; the limit is \(configuration.worker.maxPromptTokens)",
                 requestID: request.requestID, replyTopic: request.replyTopic, replyPartition: request.replyPartition,
                 correlationID: request.correlationID))
             return
         }
         let accepted = request
+        let original = DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes)
         let job = ScheduledJob(request: accepted, promptTokens: tokens, enqueuedAt: Date()) { [self] outcome in
             publishing.begin()
             Task {
-                await self.complete(accepted, outcome)
+                await self.complete(accepted, outcome, original: original)
                 self.publishing.end()
             }
         }
         while !scheduler.enqueue(job) {
-            try? await Task.sleep(for: .milliseconds(10))  // full: wait for room (consumption is paused)
+            // Full: wait for room (consumption is paused). Ends on shutdown: the record is handed back.
+            do {
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                state.abandon([request.source])
+                return
+            }
         }
         // Memory is bounded by requests held anywhere between consumption and commit
         // (queued, decoding, or publishing), not only by the scheduler's queue.
@@ -242,8 +304,25 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
     }
 
+    /// What the cluster says of a reply topic, asking again with back-off while it cannot say
+    /// (`.unknown` only when shutdown began meaning). While the broker does not answer at all,
+    /// nothing can be answered anyway and the loop waits; a topic the broker lists without usable
+    /// metadata for ~30 s is unusable for this record.
+    private func replyTopicPartitions(_ topic: String) async -> TopicDirectory.Answer {
+        var backoff = Backoff(shutdown)
+        while true {
+            let answer = await topics.lookup(topic)
+            guard case .unknown = answer else { return answer }
+            if backoff.attempts >= 10, await topics.isListed(topic) {
+                return .unusable("its metadata stayed unavailable")
+            }
+            logger.warning("cluster metadata unavailable; asking again", metadata: ["topic": "\(topic)"])
+            guard await backoff.wait() else { return .unknown }
+        }
+    }
+
     private func finish(_ partition: KafkaTopicPartition, _ offset: Int64) {
-        _ = state.finish(partition, offset: offset)
+        state.finish(partition, offset: offset)
         metrics.inFlight.set(Double(state.inFlight))
         metrics.queueDepth.set(Double(scheduler.depth))
         if state.inFlight <= configuration.worker.queueLowWater, state.setPaused(false) {
@@ -253,7 +332,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
     }
 
-    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome) async {
+    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, original: DeadLetterCopy) async {
         let now = Date()
         var reply = InferenceReply(
             requestID: request.requestID, status: .ok, escalate: false, model: backend.identity, worker: workerID, metadata: request.metadata)
@@ -297,12 +376,40 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             if let first = completion.timeToFirstToken { metrics.timeToFirstToken.record(Duration.seconds(first)) }
             metrics.tokens.increment(by: Int64(completion.completionTokens))
         }
-        await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
-        if reply.escalate {
-            await deliverEscalation(request, reply: reply, answer: answer ?? "")
+        let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
+        switch delivered {
+        case .delivered:
+            if reply.escalate, case .failed(let error) = await deliverEscalation(request, reply: reply, answer: answer ?? "") {
+                // The customer's reply says a human will follow up; the audit row says the hand-over failed.
+                record.errorCode = "escalation_undeliverable"
+                record.errorMessage = "the escalation could not be published: \(error)"
+            }
+        case .failed(let error):
+            // Permanent for this request: it ends as an error, with a DLQ copy and an error
+            // reply on the default topic (when that is not where delivery failed).
+            record.status = .error
+            record.errorCode = "reply_undeliverable"
+            record.errorMessage = "the reply to \(request.replyTopic) could not be published: \(error)"
+            metrics.replyFailures.increment()
+            await deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "")
+            // The error reply is small: it fits where an oversized answer did not, and goes to the
+            // default topic when the requested one is what failed.
+            do {
+                var failure = InferenceReply(requestID: request.requestID, status: .error, escalate: false, worker: workerID,
+                                             errorCode: "reply_undeliverable", errorMessage: record.errorMessage)
+                failure.metadata = request.metadata
+                _ = await deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID)
+            }
+        case .stopped:
+            // Shutting down before the reply was delivered: nothing is committed; the next owner answers.
+            state.abandon([request.source])
+            return
         }
-        await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef))
-        metrics.requests(reply.status.rawValue).increment()
+        guard await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef)) else {
+            state.abandon([request.source])
+            return
+        }
+        metrics.requests(record.status == .ok ? reply.status.rawValue : record.status.rawValue).increment()
         if let reason = reply.escalationReason { metrics.escalations(reason).increment() }
         metrics.endToEnd.record(Duration.seconds(Date().timeIntervalSince(request.receivedAt)))
         finish(request.source.topicPartition, request.source.offset)
@@ -314,6 +421,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.topic = request.source.topic
         record.partition = Int64(request.source.partition)
         record.offset = request.source.offset
+        record.replyTopic = request.replyTopic
+        record.replyPartition = request.replyPartition.map(Int64.init)
         record.modelName = backend.identity.name
         record.modelQuantization = backend.identity.quantization
         record.modelSHA256 = backend.identity.sha256
@@ -334,90 +443,181 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
               totalMs: Int(now.timeIntervalSince(request.receivedAt) * 1000))
     }
 
-    // MARK: - Rejections
+    // MARK: - Rejections and duplicates
+
+    /// Ends a record that cannot be answered without holding up the consume loop: error
+    /// reply, dead-letter copy and audit row are written by a task of their own.
+    private func rejectInBackground(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) {
+        logger.warning("request rejected", metadata: ["code": "\(rejection.code)", "topic": "\(message.topic)", "offset": "\(message.offset)"])
+        publishing.begin()
+        Task {
+            await self.reject(message, rejection)
+            self.publishing.end()
+        }
+    }
 
     private func reject(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) async {
-        logger.warning("request rejected", metadata: ["code": "\(rejection.code)", "topic": "\(message.topic)", "offset": "\(message.offset)"])
-        if let replyTopic = rejection.replyTopic, await topics.exists(replyTopic) {
+        var notes: [String] = []
+        var repliedTo: (topic: String, partition: Int32?)?
+        if let replyTopic = rejection.replyTopic, destinations.refusal(replyTopic) == nil {
             let reply = InferenceReply(
                 requestID: rejection.requestID, status: .rejected, escalate: false, worker: workerID,
                 errorCode: rejection.code, errorMessage: rejection.message)
-            await deliver(reply, to: replyTopic, partition: rejection.replyPartition, correlationID: rejection.correlationID, key: nil)
+            var partition = rejection.replyPartition
+            if let requested = partition, case .exists(let count) = await topics.lookup(replyTopic), !(0..<Int32(clamping: count)).contains(requested) {
+                partition = nil
+            }
+            switch await deliver(reply, to: replyTopic, partition: partition, correlationID: rejection.correlationID, key: nil) {
+            case .delivered: repliedTo = (replyTopic, partition)
+            case .failed(let error): notes.append("error reply to \(replyTopic) failed: \(error)")
+            case .stopped:
+                state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
+                return
+            }
         }
-        var headers = message.headers
-        headers += [
-            KafkaHeader(name: "sluice-error-code", string: rejection.code),
-            KafkaHeader(name: "sluice-error-message", string: rejection.message),
-            KafkaHeader(name: "sluice-original-topic", string: message.topic),
-            KafkaHeader(name: "sluice-original-partition", string: String(message.partition)),
-            KafkaHeader(name: "sluice-original-offset", string: String(message.offset)),
-            KafkaHeader(name: "sluice-worker", string: workerID),
-        ]
-        await send(KafkaProducerMessage(topic: configuration.topics.deadLetters, key: message.key, value: message.value, headers: headers))
+        if let failure = await deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message) {
+            notes.append(failure)
+        }
         // One audit row per record, keyed by the record's position (a redelivered record finds
         // its row; a corrected resend under the same request id is still answered).
-        let requestID = "\(rejection.requestID ?? "-")@\(message.topic):\(message.partition):\(message.offset)"
-        var record = AuditRecord(requestID: requestID, receivedAt: Date(), completedAt: Date(), route: .auto, status: .rejected, workerID: workerID)
+        var record = AuditRecord(requestID: Self.positionKey(rejection.requestID, message), receivedAt: Date(), completedAt: Date(),
+                                 route: .auto, status: .rejected, workerID: workerID)
         record.topic = message.topic
         record.partition = Int64(message.partition)
         record.offset = message.offset
         record.errorCode = rejection.code
-        record.errorMessage = rejection.message
+        record.errorMessage = ([rejection.message] + notes).joined(separator: "; ")
+        record.replyTopic = repliedTo?.topic
+        record.replyPartition = repliedTo?.partition.map(Int64.init)
         let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
-        await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil))
+        guard await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) else {
+            state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
+            return
+        }
         metrics.requests("rejected").increment()
         finish(message.topicPartition, message.offset)
     }
 
-    // MARK: - Output, retried until it succeeds (nothing is committed before it has)
+    /// A request id already answered from another record (a client's retry under a new
+    /// record): the reply says so and names the original; audited under this record's position.
+    private func answerDuplicate(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: AuditRecord) {
+        publishing.begin()
+        Task {
+            defer { self.publishing.end() }
+            var reply = InferenceReply(
+                requestID: request.requestID, status: .duplicate, escalate: false, worker: workerID,
+                errorCode: "duplicate_request_id", errorMessage: "request_id \(request.requestID) was already answered", metadata: request.metadata)
+            reply.original = .init(topic: original.topic, partition: original.partition, offset: original.offset, status: original.status.rawValue)
+            let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
+            if case .stopped = delivered {
+                state.abandon([request.source])
+                return
+            }
+            var record = AuditRecord(requestID: Self.positionKey(request.requestID, message), receivedAt: request.receivedAt, completedAt: Date(),
+                                     route: .auto, status: .rejected, workerID: workerID)
+            fill(&record, from: request)
+            record.errorCode = "duplicate_request_id"
+            record.errorMessage = "already answered from \(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1) (\(original.status.rawValue))"
+            if case .failed(let error) = delivered { record.errorMessage! += "; the reply could not be published: \(error)" }
+            guard await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: nil, customerRef: request.customerRef)) else {
+                state.abandon([request.source])
+                return
+            }
+            metrics.requests("duplicate").increment()
+            finish(message.topicPartition, message.offset)
+        }
+    }
 
-    private func deliver(_ reply: InferenceReply, to topic: String, partition: Int32?, correlationID: [UInt8]?, key: String?) async {
-        await send(KafkaProducerMessage(
+    /// The audit key of a record ended without an answer: request id @ topic:partition:offset.
+    private static func positionKey(_ requestID: String?, _ message: KafkaConsumerMessage) -> String {
+        "\(requestID ?? "-")@\(message.topic):\(message.partition):\(message.offset)"
+    }
+
+    /// Publishes a record's dead-letter copy, truncated to fit; the reason when that failed.
+    @discardableResult
+    private func deadLetter(_ copy: DeadLetterCopy, code: String, message: String) async -> String? {
+        let letter = copy.message(topic: configuration.topics.deadLetters, code: code, reason: message, worker: workerID)
+        if case .failed(let error) = await send(letter, destination: .own) {
+            logger.error("dead-letter copy failed", metadata: ["topic": "\(copy.topic)", "offset": "\(copy.offset)", "error": "\(error)"])
+            return "dead-letter copy failed: \(error)"
+        }
+        return nil
+    }
+
+    // MARK: - Output: retriable errors retried with back-off, permanent ones end the record
+
+    enum Delivery {
+        case delivered
+        /// Permanent for this message (or retriable errors beyond a per-record destination's budget).
+        case failed(KafkaError)
+        /// Shutdown began before it was delivered.
+        case stopped
+    }
+
+    /// Whose topic a message goes to: the worker's own topics (default replies, escalations,
+    /// dead letters) are retried as long as the error is retriable; a request's own
+    /// destination gets a bounded number of attempts.
+    enum Destination { case own, requested }
+
+    private func deliver(_ reply: InferenceReply, to topic: String, partition: Int32?, correlationID: [UInt8]?, key: String?) async -> Delivery {
+        let message = KafkaProducerMessage(
             topic: topic, partition: partition, key: key.map { Array($0.utf8) }, value: reply.encoded(),
-            headers: InferenceReply.headers(correlationID: correlationID, requestID: reply.requestID)))
+            headers: InferenceReply.headers(correlationID: correlationID, requestID: reply.requestID))
+        return await send(message, destination: topic == limits.defaultTopic && partition == nil ? .own : .requested)
     }
 
-    private func deliverEscalation(_ request: InferenceRequest, reply: InferenceReply, answer: String) async {
-        let transcript: [String: Any] = [
-            "request_id": request.requestID, "conversation_id": request.conversationID ?? NSNull(), "channel": request.channel ?? NSNull(),
-            "reason": reply.escalationReason ?? "", "confidence": reply.confidence ?? NSNull(),
-            "transcript": [["role": "customer", "content": request.prompt], ["role": "assistant", "content": answer]],
-            "worker": workerID,
-        ]
-        let value = (try? JSONSerialization.data(withJSONObject: transcript, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()
-        await send(KafkaProducerMessage(
-            topic: configuration.topics.escalations, key: request.conversationID.map { Array($0.utf8) }, value: Array(value),
-            headers: InferenceReply.headers(correlationID: request.correlationID, requestID: request.requestID)))
+    private func deliverEscalation(_ request: InferenceRequest, reply: InferenceReply, answer: String) async -> Delivery {
+        let transcript = EscalationTranscript(
+            requestID: request.requestID, conversationID: request.conversationID, channel: request.channel,
+            reason: reply.escalationReason ?? "", confidence: reply.confidence,
+            transcript: [.init(role: "customer", content: request.prompt), .init(role: "assistant", content: answer)], worker: workerID)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return await send(KafkaProducerMessage(
+            topic: configuration.topics.escalations, key: request.conversationID.map { Array($0.utf8) }, value: Array((try? encoder.encode(transcript)) ?? Data()),
+            headers: InferenceReply.headers(correlationID: request.correlationID, requestID: request.requestID)), destination: .own)
     }
 
-    private func send(_ message: KafkaProducerMessage) async {
-        var attempt = 0
+    private func send(_ message: KafkaProducerMessage, destination: Destination) async -> Delivery {
+        var backoff = Backoff(shutdown)
         while true {
             do {
                 try await producer.send(message)
-                return
+                return .delivered
             } catch {
-                attempt += 1
                 metrics.publishFailures.increment()
-                logger.error("publish failed; retrying", metadata: ["topic": "\(message.topic)", "attempt": "\(attempt)", "error": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(min(5_000, 100 * attempt)))
+                let kafka = error as? KafkaError ?? KafkaError(code: .underlying, message: "\(error)")
+                if let fatalError = producer.fatalError {
+                    fatal.trip("producer: \(fatalError)")
+                    logger.error("fatal producer error: exiting", metadata: ["error": "\(fatalError)"])
+                    return .stopped
+                }
+                if kafka.code == .closed { return .stopped }
+                guard kafka.isRetriable, destination == .own || backoff.attempts < 3 else {
+                    logger.error("publish failed for good", metadata: ["topic": "\(message.topic)", "error": "\(kafka)"])
+                    await topics.forget(message.topic)
+                    return .failed(kafka)
+                }
+                logger.warning("publish failed; retrying", metadata: ["topic": "\(message.topic)", "attempt": "\(backoff.attempts + 1)", "error": "\(kafka)"])
+                guard await backoff.wait() else { return .stopped }
             }
         }
     }
 
-    private func writeAudit(_ entry: AuditEntry) async {
-        var attempt = 0
+    /// Appends the audit row, retrying store-wide failures (locked, full, I/O) with back-off:
+    /// no offset is committed without its row. False when shutdown began first.
+    private func writeAudit(_ entry: AuditEntry) async -> Bool {
+        var backoff = Backoff(shutdown)
         while true {
             let start = ContinuousClock.now
             do {
                 _ = try await auditBatcher.record(entry)
                 metrics.auditWrite.record(ContinuousClock.now - start)
-                return
+                return true
             } catch {
-                attempt += 1
                 metrics.auditFailures.increment()
-                logger.error("audit write failed; retrying (offsets stay uncommitted)", metadata: ["attempt": "\(attempt)", "error": "\(error)"])
-                try? await Task.sleep(for: .milliseconds(min(5_000, 100 * attempt)))
+                logger.error("audit write failed; retrying (offsets stay uncommitted)", metadata: ["attempt": "\(backoff.attempts + 1)", "error": "\(error)"])
+                guard await backoff.wait() else { return false }
             }
         }
     }
@@ -452,24 +652,6 @@ final class PublishCounter: @unchecked Sendable {  // behind `condition`
                 continuation.resume()
             }
         }
-    }
-}
-
-/// Which topics exist, from cluster metadata (cached; refreshed on a miss at most every 5 s).
-actor TopicDirectory {
-    private let producer: KafkaProducer
-    private var known: Set<String> = []
-    private var refreshedAt = Date.distantPast
-
-    init(producer: KafkaProducer) { self.producer = producer }
-
-    func exists(_ topic: String) async -> Bool {
-        if known.contains(topic) { return true }
-        if Date().timeIntervalSince(refreshedAt) > 5 {
-            refreshedAt = Date()
-            if let metadata = try? await producer.metadata() { known = Set(metadata.topics.filter { $0.error == nil }.map(\.name)) }
-        }
-        return known.contains(topic)
     }
 }
 

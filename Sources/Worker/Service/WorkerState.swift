@@ -8,8 +8,6 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
     private var tracker = OffsetTracker()
     private(set) var assigned: Set<KafkaTopicPartition> = []
     private var paused = false
-    /// Offsets stored but not yet committed.
-    private var dirty = false
 
     func withLock<T>(_ body: () -> T) -> T {
         condition.lock()
@@ -31,31 +29,35 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
         withLock { assigned.map { ($0, positions[$0]) } }
     }
 
-    /// Marks an offset finished; returns the partition's new committable offset if it moved.
-    func finish(_ partition: KafkaTopicPartition, offset: Int64) -> KafkaTopicPartitionOffset? {
+    /// Marks an offset finished.
+    func finish(_ partition: KafkaTopicPartition, offset: Int64) {
         condition.lock()
         defer {
             condition.broadcast()
             condition.unlock()
         }
-        guard assigned.contains(partition), let next = tracker.finish(partition, offset: offset) else { return nil }
-        dirty = true
-        return KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: next)
+        if assigned.contains(partition) { tracker.finish(partition, offset: offset) }
+    }
+
+    /// Records the consumer's positions read after an empty poll (see
+    /// ``KafkaConsumer/idlePositions``), for the partitions still owned.
+    func advance(_ positions: [KafkaTopicPartition: Int64]) {
+        withLock {
+            for (partition, position) in positions where assigned.contains(partition) {
+                tracker.advance(partition, position: position)
+            }
+        }
     }
 
     var inFlight: Int { withLock { tracker.inFlightCount } }
 
-    /// Committable offsets when something finished since the last call.
-    func takeCommittable() -> [KafkaTopicPartitionOffset]? {
-        withLock {
-            guard dirty else { return nil }
-            dirty = false
-            return tracker.committableOffsets.filter { assigned.contains($0.topicPartition) }
-        }
+    /// The commit points of owned partitions that moved since the last call.
+    func takeCommittable() -> [KafkaTopicPartitionOffset] {
+        withLock { tracker.takeCommitPoints().filter { assigned.contains($0.topicPartition) } }
     }
 
     func committable(of partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
-        withLock { tracker.committableOffsets.filter { partitions.contains($0.topicPartition) } }
+        withLock { tracker.commitPoints.filter { partitions.contains($0.topicPartition) } }
     }
 
     func assign(_ partitions: [KafkaTopicPartition]) -> Bool {

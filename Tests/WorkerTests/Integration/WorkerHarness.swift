@@ -118,6 +118,8 @@ final class WorkerHarness: @unchecked Sendable {
 
     func isRunning(_ name: String) -> Bool { processes[name]?.isRunning == true }
 
+    func processes(_ name: String) -> Process? { processes[name] }
+
     func stopAll() {
         for process in processes.values where process.isRunning { kill(process.processIdentifier, SIGKILL) }
     }
@@ -126,8 +128,10 @@ final class WorkerHarness: @unchecked Sendable {
 
     // MARK: - Traffic
 
-    func send(_ values: [(key: String?, value: [UInt8], headers: [KafkaHeader])]) async throws {
-        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client, linger: .milliseconds(2)))
+    func send(_ values: [(key: String?, value: [UInt8], headers: [KafkaHeader])], maxMessageBytes: Int? = nil) async throws {
+        var configuration = KafkaProducerConfiguration(client: client, linger: .milliseconds(2))
+        if let maxMessageBytes { configuration.properties["message.max.bytes"] = String(maxMessageBytes) }
+        let producer = try KafkaProducer(configuration: configuration)
         for item in values {
             try await producer.send(KafkaProducerMessage(topic: requestsTopic, key: item.key.map { Array($0.utf8) }, value: item.value, headers: item.headers))
         }

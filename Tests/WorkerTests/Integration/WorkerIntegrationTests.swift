@@ -46,13 +46,14 @@ struct WorkerIntegrationTests {
     func badInput() async throws {
         let harness = try await WorkerHarness()
         defer { harness.stopAll() }
-        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_MAX_PROMPT_BYTES": "200"])
+        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_MAX_PROMPT_BYTES": "200", "SLUICE_WORKER_REPLY_TOPICS": "\(harness.prefix).other.*"])
         let bad: [(String, [UInt8], [KafkaHeader], String)] = [
             ("malformed", Array("{not json".utf8), [KafkaHeader(name: "correlation-id", string: "bad-1")], "malformed_json"),
             ("missing", Array(#"{"prompt":"hi"}"#.utf8), [KafkaHeader(name: "correlation-id", string: "bad-2")], "missing_field"),
             ("utf8", [0x7B, 0x22, 0xFF, 0xFE, 0x22, 0x7D], [KafkaHeader(name: "correlation-id", string: "bad-3")], "invalid_utf8"),
             ("oversize", WorkerHarness.request("bad-4", prompt: String(repeating: "long ", count: 100)), [], "prompt_too_large"),
-            ("reply", WorkerHarness.request("bad-5", extra: ["reply_to": "no.such.topic"]), [], "unknown_reply_topic"),
+            ("reply", WorkerHarness.request("bad-5", extra: ["reply_to": "\(harness.prefix).other.absent"]), [], "unknown_reply_topic"),
+            ("policy", WorkerHarness.request("bad-7", extra: ["reply_to": "no.such.topic"]), [], "reply_topic_not_allowed"),
             ("tokens", WorkerHarness.request("bad-6", extra: ["max_tokens": 100_000]), [], "invalid_field"),
         ]
         var traffic: [(key: String?, value: [UInt8], headers: [KafkaHeader])] = []
@@ -69,12 +70,12 @@ struct WorkerIntegrationTests {
             #expect(original.2.allSatisfy { message.headers.contains($0) })
         }
         // Every good request is answered, and every addressable bad one gets a rejection.
-        let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: bad.count * 2 - 1))
+        let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: bad.count * 2))
         let answered = Set(replies.filter { $0["status"] as? String == "ok" }.compactMap { $0["request_id"] as? String })
         #expect(answered == Set((0..<bad.count).map { "good-\($0)" }))
         let rejected = replies.filter { $0["status"] as? String == "rejected" }
-        #expect(rejected.count == bad.count - 1, "all but the unknown reply topic are addressable")
-        #expect(Set(rejected.compactMap { ($0["error"] as? [String: Any])?["code"] as? String }) == Set(bad.map(\.3)).subtracting(["unknown_reply_topic"]))
+        #expect(rejected.count == bad.count, "an unusable reply topic gets its error reply on the default topic")
+        #expect(Set(rejected.compactMap { ($0["error"] as? [String: Any])?["code"] as? String }) == Set(bad.map(\.3)))
         let audit = try await harness.auditDatabase(rows: bad.count * 2)
         #expect(try audit.count() == bad.count * 2)
         var filter = AuditFilter()

@@ -17,7 +17,7 @@ public final class KafkaProducer: Sendable {
         }
     }
 
-    private let client: RDKafkaClient
+    let client: RDKafkaClient
     private let closed = Atomic(false)
     private let pollLoop: PollLoop
     private let logger: Logger

@@ -15,13 +15,15 @@ final class WorkerHarness: @unchecked Sendable {
     var repliesTopic: String { "\(prefix).replies" }
     var escalationsTopic: String { "\(prefix).escalations" }
     var deadLettersTopic: String { "\(prefix).dlq" }
+    var allTopics: [String] { [requestsTopic, repliesTopic, escalationsTopic, deadLettersTopic] }
     var auditPath: String { directory.appendingPathComponent("audit.sqlite").path }
     private var processes: [String: Process] = [:]
     private var logs: [String: LogWatcher] = [:]
 
     struct Missing: Error, CustomStringConvertible { let description: String }
 
-    init(model: String = "real", partitions: Int32 = 3, brokers override: String? = nil) async throws {
+    /// - Parameter createTopics: false for the mock cluster, whose topics are created through its own API.
+    init(model: String = "real", partitions: Int32 = 3, brokers override: String? = nil, createTopics: Bool = true) async throws {
         let environment = ProcessInfo.processInfo.environment
         guard let brokers = override ?? environment["SLUICE_TEST_BROKERS"], let binary = environment["SLUICE_BIN"] else {
             throw Missing(description: "SLUICE_TEST_BROKERS and SLUICE_BIN must be set: run `make test`")
@@ -34,6 +36,7 @@ final class WorkerHarness: @unchecked Sendable {
             : model
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        guard createTopics else { return }
         let admin = try KafkaAdmin(configuration: client)
         _ = try await admin.createTopics([requestsTopic, repliesTopic, escalationsTopic, deadLettersTopic].map {
             KafkaTopicSpec(name: $0, partitions: partitions)

@@ -209,6 +209,7 @@ struct RequestCodecTests {
         #""max_tokens":9223372036854775807"#, #""max_tokens":9223372036854775808"#, #""max_tokens":1e20"#, #""max_tokens":-1e20"#,
         #""max_tokens":2.5"#, #""max_tokens":"NaN""#, #""max_tokens":1e400"#, #""seed":1e20"#, #""seed":-1"#, #""seed":18446744073709551616"#,
         #""seed":"Infinity""#, #""temperature":1e20"#, #""temperature":-1e20"#, #""temperature":"NaN""#, #""top_p":0"#, #""top_p":-1e308"#,
+        #""top_p":4.9e-324"#,  // positive as a double, zero as the sampler's Float (found by the property test)
     ])
     func extremeNumbers(field: String) {
         let rejection = Self.rejection(#"{"request_id":"r-1","prompt":"hi",\#(field)}"#)

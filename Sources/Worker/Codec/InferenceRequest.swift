@@ -191,9 +191,10 @@ public enum RequestCodec {
             }
             maxTokens = Int(value)
         }
-        let temperature = body.temperature?.double ?? 0
+        // Checked as the Float the sampler uses (4.9e-324 is a positive double and Float zero).
+        let temperature = Float(body.temperature?.double ?? 0)
         guard (0...2).contains(temperature) else { throw reject("invalid_field", "temperature must be 0...2") }
-        let topP = body.topP?.double ?? 1
+        let topP = Float(body.topP?.double ?? 1)
         guard topP > 0, topP <= 1 else { throw reject("invalid_field", "top_p must be in (0, 1]") }
         var seed = Self.stableSeed(requestID)
         if let number = body.seed {
@@ -230,7 +231,7 @@ public enum RequestCodec {
             requestID: requestID, prompt: prompt, messages: body.messages, replyTopic: rejection.replyTopic ?? limits.defaultTopic,
             replyPartition: rejection.replyPartition, correlationID: rejection.correlationID, conversationID: body.conversationID,
             customerRef: body.customerRef, channel: body.channel, maxTokens: maxTokens,
-            temperature: Float(temperature), topP: Float(topP), seed: seed, deadline: deadline, priority: priority,
+            temperature: temperature, topP: topP, seed: seed, deadline: deadline, priority: priority,
             metadata: metadata, source: KafkaTopicPartitionOffset(topic: record.topic, partition: record.partition, offset: record.offset),
             receivedAt: now)
     }

@@ -21,14 +21,18 @@ struct MockFaultTests {
         let harness = try await WorkerHarness(model: "echo", partitions: 1, brokers: cluster.bootstrapServers, createTopics: false)
         for topic in harness.allTopics { try cluster.createTopic(topic, partitions: 1) }
         defer { harness.stopAll() }
-        // The worker waits 1.5 s for a batch to fill before it answers, so the error pushed
+        // The worker waits 3 s for a batch to fill before it answers, so the error pushed
         // after the test's own produce is met by the worker's reply.
-        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_MAX_WAIT_MS": "1500"])
+        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_MAX_WAIT_MS": "3000"])
         try await harness.send([(key: "c", value: WorkerHarness.request("first", extra: ["max_tokens": 2]), headers: [])])
         #expect(WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: 1)).first?["status"] as? String == "ok")
-        // The next produce request after the test's own — the reply to "refused" — is refused.
-        try await harness.send([(key: "c", value: WorkerHarness.request("refused", extra: ["max_tokens": 2]), headers: [])])
+        // The next produce request after the test's own — the reply to "refused" — is refused
+        // (pushed as soon as the broker acknowledged the request, before the producer closes).
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: harness.client))
+        try await producer.send(KafkaProducerMessage(topic: harness.requestsTopic, key: Array("c".utf8),
+                                                     value: WorkerHarness.request("refused", extra: ["max_tokens": 2]), headers: []))
         cluster.pushRequestErrors(.produce, [Self.topicAuthorizationFailed])
+        try await producer.close()
         let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: 2))
         let failure = try #require(replies.first { $0["request_id"] as? String == "refused" })
         #expect(failure["status"] as? String == "error" && (failure["error"] as? [String: Any])?["code"] as? String == "reply_undeliverable")

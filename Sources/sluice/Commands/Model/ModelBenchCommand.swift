@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Inference
+import Kernels
 
 struct ModelBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -21,15 +22,15 @@ struct ModelBenchCommand: ParsableCommand {
         let loaded = try ModelRegistry.load(GGUFFile(path: model))
         func progress(_ text: String) { if !json { FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8)) } }
 
-        // Prefill: one 512-token prompt, in float (sgemm, as the generator prefills long
-        // prompts) and with int8 products (as it prefills short ones), for comparison.
+        // Prefill: one 512-token prompt, in float (the dense kernel, as the generator prefills
+        // long prompts) and with int8 products (as it prefills short ones), for comparison.
         let prompt = (0..<512).map { Int32(1000 + $0 % 5000) }
         func median(_ measure: () throws -> Double) rethrows -> Double {
             let values = try (0..<max(1, repetitions)).map { _ in try measure() }.sorted()
             return values[values.count / 2]
         }
         func prefill(dense: Bool) throws -> Double {
-            progress("prefill 512 tokens (\(dense ? "sgemm" : "int8"))…")
+            progress("prefill 512 tokens (\(dense ? "dense" : "int8"))…")
             let cache = loaded.makeCache(maxContext: 1024)
             let start = ContinuousClock.now
             _ = try loaded.forward([ForwardEntry(cache: cache, tokens: prompt, wantsLogits: true, dense: dense)])
@@ -56,16 +57,34 @@ struct ModelBenchCommand: ParsableCommand {
         }
         progress("")
         let rss = peakRSSBytes()
+        let (cpu, flags) = Self.cpu()
+        let path = String(cString: sl_simd_level())
         if json {
-            let object: [String: Any] = ["prefill_tokens_per_s": prefill, "prefill_int8_tokens_per_s": prefillInt8, "decode_tokens_per_s": decode, "peak_rss_bytes": rss]
+            let object: [String: Any] = [
+                "prefill_tokens_per_s": prefill, "prefill_int8_tokens_per_s": prefillInt8, "decode_tokens_per_s": decode, "peak_rss_bytes": rss,
+                "cpu": cpu, "cpu_flags": flags, "kernel_path": path, "threads": ComputePool.threads,
+            ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         } else {
-            print(String(format: "prefill (512 tokens): %8.1f tokens/s (sgemm; int8: %.1f)", prefill, prefillInt8))
+            print("cpu: \(cpu); flags: \(flags.joined(separator: " ")); kernel path: \(path); threads: \(ComputePool.threads)")
+            print(String(format: "prefill (512 tokens): %8.1f tokens/s (dense float; int8: %.1f)", prefill, prefillInt8))
             for (batch, rate) in decode.sorted(by: { Int($0.key)! < Int($1.key)! }) {
                 print(String(format: "decode batch %3@:     %8.1f tokens/s (aggregate)", batch, rate))
             }
             print(String(format: "peak RSS:             %8.1f MB", Double(rss) / 1e6))
         }
+    }
+
+    /// The CPU's model name and the instruction-set flags the kernels care about (/proc/cpuinfo).
+    static func cpu() -> (String, [String]) {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return ("unknown", []) }
+        let lines = info.split(separator: "\n")
+        func field(_ name: String) -> String? {
+            lines.first { $0.hasPrefix(name) }.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        let relevant = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx_vnni"]
+        let present = Set((field("flags") ?? "").split(separator: " ").map(String.init))
+        return (field("model name") ?? "unknown", relevant.filter(present.contains))
     }
 
     /// VmHWM from /proc/self/status.

@@ -16,16 +16,9 @@ public final class KafkaConsumer: Sendable {
         var closed = false
     }
 
-    /// Positions read after a poll that returned nothing (see ``idlePositions``).
-    private final class IdlePositionBook: Sendable {
-        struct Book {
-            var positions: [KafkaTopicPartition: Int64] = [:]
-            var readAt = ContinuousClock.now - .seconds(60)
-        }
-        let book = Mutex(Book())
-        func forget() { book.withLock { $0 = Book() } }
-    }
-    private let idle: IdlePositionBook
+    /// When positions were last read after an empty poll (see `reportIdlePositions`).
+    private let idlePositionsReadAt = Mutex(ContinuousClock.now - .seconds(60))
+    private let onIdlePositions: (@Sendable ([KafkaTopicPartition: Int64]) -> Void)?
 
     private let client: RDKafkaClient
     private let pollQueue: DispatchQueue
@@ -41,6 +34,12 @@ public final class KafkaConsumer: Sendable {
     ///   - logger: receives librdkafka's log lines.
     ///   - onAssignment: called on the poll thread when partitions are assigned, before any
     ///     of their messages can be returned by ``messages``.
+    ///   - onIdlePositions: called on the poll thread, at most twice a second, after a poll
+    ///     that returned no message, with the application's position in each assigned
+    ///     partition: every offset below it was either returned by ``messages`` before that
+    ///     poll, or is not a message (a transaction marker, a compacted record). Runs on the
+    ///     thread that also runs the rebalance callbacks, so it never sees a position of an
+    ///     earlier assignment.
     ///   - onRevocation: called on the poll thread when partitions are revoked, *before*
     ///     they are unassigned; it may block (bounded by the caller) to finish in-flight work
     ///     and commit, so nothing is committed past unfinished work by the next owner.
@@ -48,23 +47,21 @@ public final class KafkaConsumer: Sendable {
         configuration: KafkaConsumerConfiguration,
         logger: Logger = Logger(label: "sluice.kafka.consumer"),
         onAssignment: (@Sendable (_ partitions: [KafkaTopicPartition]) -> Void)? = nil,
+        onIdlePositions: (@Sendable (_ positions: [KafkaTopicPartition: Int64]) -> Void)? = nil,
         onRevocation: (@Sendable (_ partitions: [KafkaTopicPartition], _ lost: Bool) -> Void)? = nil
     ) throws {
         try configuration.validate()
         let (events, continuation) = AsyncStream.makeStream(of: KafkaConsumerEvent.self)
         let callbacks = RDKafkaCallbacks(logger: logger)
-        let idle = IdlePositionBook()
-        self.idle = idle
+        self.onIdlePositions = onIdlePositions
         callbacks.onRebalance = { rebalance in
             switch rebalance {
             case .assigned(let partitions):
                 logger.info("partitions assigned", metadata: ["partitions": "\(partitions)"])
                 onAssignment?(partitions)
-                idle.forget()
                 continuation.yield(.partitionsAssigned(partitions))
             case .revoked(let partitions, let lost):
                 logger.info("partitions revoked", metadata: ["partitions": "\(partitions)", "lost": "\(lost)"])
-                idle.forget()
                 onRevocation?(partitions, lost)
                 continuation.yield(.partitionsRevoked(partitions, lost: lost))
             }
@@ -137,7 +134,7 @@ public final class KafkaConsumer: Sendable {
                 logger.warning("kafka consume error", metadata: ["error": "\(error)"])
                 eventsContinuation.yield(.error(error))
             case .nothing:
-                recordIdlePositions()
+                reportIdlePositions()
             }
         }
         return nil
@@ -145,24 +142,18 @@ public final class KafkaConsumer: Sendable {
 
     /// After a poll that returned nothing, every message before the application's position
     /// has been handed to the caller, whose loop called `next()` again — so it has begun
-    /// handling each. The positions read then (at most twice a second) let the caller commit
-    /// past offsets it never sees: transaction markers, compacted-away records.
-    private func recordIdlePositions() {
+    /// handling each. Reports the positions then (at most twice a second) on this thread.
+    private func reportIdlePositions() {
+        guard let onIdlePositions else { return }
         let now = ContinuousClock.now
-        guard idle.book.withLock({ now - $0.readAt >= .milliseconds(500) }) else { return }
-        guard let assigned = try? client.assignment(), let positions = try? client.positions(assigned) else { return }
-        let known = positions.filter { $0.offset >= 0 }
-        idle.book.withLock { book in
-            book.readAt = now
-            book.positions = Dictionary(known.map { ($0.topicPartition, $0.offset) }, uniquingKeysWith: { $1 })
+        let due = idlePositionsReadAt.withLock { last in
+            guard now - last >= .milliseconds(500) else { return false }
+            last = now
+            return true
         }
-    }
-
-    /// The application's position in each assigned partition as read after the latest poll
-    /// that returned no message (see `recordIdlePositions`): every offset below it was either
-    /// returned by ``messages`` before that poll, or is not a message. Forgotten on rebalance.
-    public var idlePositions: [KafkaTopicPartition: Int64] {
-        idle.book.withLock { $0.positions }
+        guard due, let assigned = try? client.assignment(), !assigned.isEmpty, let positions = try? client.positions(assigned) else { return }
+        let known = positions.filter { $0.offset >= 0 }
+        onIdlePositions(Dictionary(known.map { ($0.topicPartition, $0.offset) }, uniquingKeysWith: { $1 }))
     }
 
     /// Marks `message` handled: its successor's offset will be committed.

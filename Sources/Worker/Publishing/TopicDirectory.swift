@@ -19,6 +19,10 @@ actor TopicDirectory {
     private var known: [String: Int] = [:]
     /// Topics confirmed absent, and when.
     private var absentSince: [String: ContinuousClock.Instant] = [:]
+    /// Topics found unusable, why and when: trusted for `unusableFor`, so that each record
+    /// naming one does not wait out the lookup again.
+    private var unusableSince: [String: (reason: String, at: ContinuousClock.Instant)] = [:]
+    private let unusableFor: Duration = .seconds(30)
     /// Every topic the last successful metadata request listed.
     private var listed: Set<String> = []
     /// How long an "absent" answer is trusted before the broker is asked again.
@@ -32,6 +36,7 @@ actor TopicDirectory {
     func lookup(_ topic: String) async -> Answer {
         if let partitions = known[topic] { return .exists(partitions: partitions) }
         if let since = absentSince[topic], ContinuousClock.now - since < absentFor { return .absent }
+        if let unusable = unusableSince[topic], ContinuousClock.now - unusable.at < unusableFor { return .unusable(unusable.reason) }
         // The whole cluster's topics (asking for one topic could auto-create it).
         guard let metadata = try? await producer.metadata(timeout: .seconds(5)), !metadata.brokers.isEmpty else { return .unknown }
         listed = Set(metadata.topics.map(\.name))
@@ -40,15 +45,24 @@ actor TopicDirectory {
         }
         if let partitions = known[topic] {
             absentSince[topic] = nil
+            unusableSince[topic] = nil
             return .exists(partitions: partitions)
         }
         // Listed with an error: not usable yet (no leader) or not at all (authorization).
         if let listed = metadata.topics.first(where: { $0.name == topic }) {
-            if let error = listed.error, !error.isRetriable { return .unusable("\(error)") }
+            if let error = listed.error, !error.isRetriable {
+                markUnusable(topic, "\(error)")
+                return .unusable("\(error)")
+            }
             return .unknown
         }
         absentSince[topic] = ContinuousClock.now
         return .absent
+    }
+
+    /// Remembers that `topic` cannot be used, for a while.
+    func markUnusable(_ topic: String, _ reason: String) {
+        unusableSince[topic] = (reason, ContinuousClock.now)
     }
 
     /// Whether the last successful metadata listed `topic` (perhaps with an error).

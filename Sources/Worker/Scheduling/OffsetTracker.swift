@@ -81,6 +81,12 @@ public struct OffsetTracker: Sendable {
         return moved
     }
 
+    /// Offers every commit point again at the next `takeCommitPoints` (the last ones were not
+    /// committed).
+    public mutating func forgetTaken() {
+        for partition in partitions.keys { partitions[partition]!.taken = nil }
+    }
+
     /// Forgets partitions that were revoked.
     public mutating func remove(_ removed: [KafkaTopicPartition]) {
         for partition in removed { partitions[partition] = nil }

@@ -57,8 +57,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             onAssignment: { partitions in
                 // Runs on the poll thread before any message of these partitions is returned:
                 // the tracker owns them before one of their requests can finish.
-                if state.assign(partitions) { try? consumerHolder.consumer?.pause(partitions) }
+                state.assign(partitions) { try? consumerHolder.consumer?.pause($0) }
             },
+            onIdlePositions: { positions in state.advance(positions) },
             onRevocation: { partitions, lost in
                 // Runs on the poll thread before the partitions move: let their running
                 // requests finish (bounded by the grace period), then commit what is done.
@@ -168,6 +169,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             case .partitionsRevoked(let partitions, _):
                 metrics.forgetLag(of: partitions)  // the next owner reports it; a stale value would double-count
                 updateAssignmentMetrics()
+            case .offsetsCommitted(.failure(let error)):
+                // Offer the points again: the next interval stores and commits them anew.
+                state.forgetStored()
+                logger.warning("offset commit failed; will retry", metadata: ["error": "\(error)"])
             case .error(let error):
                 logger.warning("kafka", metadata: ["error": "\(error)"])
             default:
@@ -201,13 +206,12 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let interval = Duration.milliseconds(configuration.worker.commitIntervalMs)
         while !Task.isCancelled {
             try? await Task.sleep(for: interval)
-            state.advance(consumer.idlePositions)
-            let offsets = state.takeCommittable()
-            guard !offsets.isEmpty else { continue }
             do {
-                try consumer.storeOffsets(offsets)
+                let stored = try state.storeCommittable { try consumer.storeOffsets($0) }
+                guard !stored.isEmpty else { continue }
                 try consumer.commitAsync()
             } catch {
+                state.forgetStored()
                 logger.warning("commit failed; will retry", metadata: ["error": "\(error)"])
             }
         }
@@ -234,7 +238,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             rejectInBackground(message, unusable("reply_topic_not_allowed", refusal))
             return
         }
-        let partitions: Int
+        var partitions: Int
         switch await replyTopicPartitions(request.replyTopic) {
         case .exists(let count):
             partitions = count
@@ -248,6 +252,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             // Shutting down while the broker did not answer: hand the record back (not committed).
             state.abandon([request.source])
             return
+        }
+        if let replyPartition = request.replyPartition, !(0..<Int32(clamping: partitions)).contains(replyPartition) {
+            // The topic may have gained partitions since its count was cached: ask once more.
+            await topics.forget(request.replyTopic)
+            if case .exists(let count) = await topics.lookup(request.replyTopic) { partitions = count }
         }
         if let replyPartition = request.replyPartition, !(0..<Int32(clamping: partitions)).contains(replyPartition) {
             rejectInBackground(message, unusable(
@@ -297,15 +306,13 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let held = state.inFlight
         metrics.inFlight.set(Double(held))
         metrics.queueDepth.set(Double(scheduler.depth))
-        if held >= configuration.worker.queueHighWater, state.setPaused(true) {
-            let assigned = Array(state.withLock { state.assigned })
-            try? consumer.pause(assigned)
+        if held >= configuration.worker.queueHighWater, state.setPaused(true, apply: { try? consumer.pause($0) }) {
             logger.info("queue at high water: partitions paused", metadata: ["depth": "\(held)"])
         }
     }
 
     /// What the cluster says of a reply topic, asking again with back-off while it cannot say
-    /// (`.unknown` only when shutdown began meaning). While the broker does not answer at all,
+    /// (`.unknown` only when shutdown began meanwhile). While the broker does not answer at all,
     /// nothing can be answered anyway and the loop waits; a topic the broker lists without usable
     /// metadata for ~30 s is unusable for this record.
     private func replyTopicPartitions(_ topic: String) async -> TopicDirectory.Answer {
@@ -314,6 +321,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             let answer = await topics.lookup(topic)
             guard case .unknown = answer else { return answer }
             if backoff.attempts >= 10, await topics.isListed(topic) {
+                await topics.markUnusable(topic, "its metadata stayed unavailable")
                 return .unusable("its metadata stayed unavailable")
             }
             logger.warning("cluster metadata unavailable; asking again", metadata: ["topic": "\(topic)"])
@@ -325,9 +333,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         state.finish(partition, offset: offset)
         metrics.inFlight.set(Double(state.inFlight))
         metrics.queueDepth.set(Double(scheduler.depth))
-        if state.inFlight <= configuration.worker.queueLowWater, state.setPaused(false) {
-            let assigned = Array(state.withLock { state.assigned })
-            try? consumer.resume(assigned)
+        if state.inFlight <= configuration.worker.queueLowWater, state.setPaused(false, apply: { try? consumer.resume($0) }) {
             logger.info("queue below low water: partitions resumed")
         }
     }
@@ -379,35 +385,66 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
         switch delivered {
         case .delivered:
-            if reply.escalate, case .failed(let error) = await deliverEscalation(request, reply: reply, answer: answer ?? "") {
-                // The customer's reply says a human will follow up; the audit row says the hand-over failed.
-                record.errorCode = "escalation_undeliverable"
-                record.errorMessage = "the escalation could not be published: \(error)"
+            if reply.escalate {
+                switch await deliverEscalation(request, reply: reply, answer: answer ?? "") {
+                case .delivered: break
+                case .failed(let error):
+                    // The customer's reply says a human will follow up; the audit row says the hand-over failed.
+                    record.errorCode = "escalation_undeliverable"
+                    record.errorMessage = "the escalation could not be published: \(error)"
+                case .stopped:
+                    // No audit row without the hand-over: the next owner answers (and escalates) again.
+                    state.abandon([request.source])
+                    return
+                }
             }
         case .failed(let error):
             // Permanent for this request: it ends as an error, with a DLQ copy and an error
-            // reply on the default topic (when that is not where delivery failed).
+            // reply on the default topic.
             record.status = .error
             record.errorCode = "reply_undeliverable"
             record.errorMessage = "the reply to \(request.replyTopic) could not be published: \(error)"
             metrics.replyFailures.increment()
-            await deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "")
+            switch await deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "") {
+            case .delivered: break
+            case .failed(let error): record.errorMessage! += "; dead-letter copy failed: \(error)"
+            case .stopped:
+                state.abandon([request.source])
+                return
+            }
             // The error reply is small: it fits where an oversized answer did not, and goes to the
             // default topic when the requested one is what failed.
-            do {
-                var failure = InferenceReply(requestID: request.requestID, status: .error, escalate: false, worker: workerID,
-                                             errorCode: "reply_undeliverable", errorMessage: record.errorMessage)
-                failure.metadata = request.metadata
-                _ = await deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID)
+            var failure = InferenceReply(requestID: request.requestID, status: .error, escalate: false, worker: workerID,
+                                         errorCode: "reply_undeliverable", errorMessage: record.errorMessage)
+            failure.metadata = request.metadata
+            switch await deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID) {
+            case .delivered: break
+            case .failed(let error): record.errorMessage! += "; the error reply failed too: \(error)"
+            case .stopped:
+                state.abandon([request.source])
+                return
             }
         case .stopped:
             // Shutting down before the reply was delivered: nothing is committed; the next owner answers.
             state.abandon([request.source])
             return
         }
-        guard await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef)) else {
+        let entry = AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef)
+        guard let result = await writeAudit(entry) else {
             state.abandon([request.source])
             return
+        }
+        if case .duplicate(let stored) = result, !Self.isSource(stored, of: request) {
+            // Two records with this request id were answered at once (neither was audited when
+            // the other arrived): this one's row goes under its own position.
+            var own = entry
+            own.record.requestID = Self.positionKey(request.requestID, topic: request.source.topic, partition: request.source.partition, offset: request.source.offset)
+            own.record.errorCode = own.record.errorCode ?? "duplicate_request_id"
+            own.record.errorMessage = (own.record.errorMessage.map { $0 + "; " } ?? "") + "answered twice: request id also in \(stored.topic ?? "?"):\(stored.partition ?? -1):\(stored.offset ?? -1)"
+            guard await writeAudit(own) != nil else {
+                state.abandon([request.source])
+                return
+            }
         }
         metrics.requests(record.status == .ok ? reply.status.rawValue : record.status.rawValue).increment()
         if let reason = reply.escalationReason { metrics.escalations(reason).increment() }
@@ -475,8 +512,12 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 return
             }
         }
-        if let failure = await deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message) {
-            notes.append(failure)
+        switch await deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message) {
+        case .delivered: break
+        case .failed(let error): notes.append("dead-letter copy failed: \(error)")
+        case .stopped:
+            state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
+            return
         }
         // One audit row per record, keyed by the record's position (a redelivered record finds
         // its row; a corrected resend under the same request id is still answered).
@@ -490,7 +531,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.replyTopic = repliedTo?.topic
         record.replyPartition = repliedTo?.partition.map(Int64.init)
         let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
-        guard await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) else {
+        guard await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) != nil else {
             state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
             return
         }
@@ -519,7 +560,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             record.errorCode = "duplicate_request_id"
             record.errorMessage = "already answered from \(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1) (\(original.status.rawValue))"
             if case .failed(let error) = delivered { record.errorMessage! += "; the reply could not be published: \(error)" }
-            guard await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: nil, customerRef: request.customerRef)) else {
+            guard await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: nil, customerRef: request.customerRef)) != nil else {
                 state.abandon([request.source])
                 return
             }
@@ -530,18 +571,26 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     /// The audit key of a record ended without an answer: request id @ topic:partition:offset.
     private static func positionKey(_ requestID: String?, _ message: KafkaConsumerMessage) -> String {
-        "\(requestID ?? "-")@\(message.topic):\(message.partition):\(message.offset)"
+        positionKey(requestID, topic: message.topic, partition: message.partition, offset: message.offset)
     }
 
-    /// Publishes a record's dead-letter copy, truncated to fit; the reason when that failed.
-    @discardableResult
-    private func deadLetter(_ copy: DeadLetterCopy, code: String, message: String) async -> String? {
+    private static func positionKey(_ requestID: String?, topic: String, partition: Int32, offset: Int64) -> String {
+        "\(requestID ?? "-")@\(topic):\(partition):\(offset)"
+    }
+
+    /// Whether an audit row was written for `request`'s own record.
+    private static func isSource(_ record: AuditRecord, of request: InferenceRequest) -> Bool {
+        record.topic == request.source.topic && record.partition == Int64(request.source.partition) && record.offset == request.source.offset
+    }
+
+    /// Publishes a record's dead-letter copy, truncated to fit.
+    private func deadLetter(_ copy: DeadLetterCopy, code: String, message: String) async -> Delivery {
         let letter = copy.message(topic: configuration.topics.deadLetters, code: code, reason: message, worker: workerID)
-        if case .failed(let error) = await send(letter, destination: .own) {
+        let delivery = await send(letter, destination: .own)
+        if case .failed(let error) = delivery {
             logger.error("dead-letter copy failed", metadata: ["topic": "\(copy.topic)", "offset": "\(copy.offset)", "error": "\(error)"])
-            return "dead-letter copy failed: \(error)"
         }
-        return nil
+        return delivery
     }
 
     // MARK: - Output: retriable errors retried with back-off, permanent ones end the record
@@ -605,19 +654,19 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 
     /// Appends the audit row, retrying store-wide failures (locked, full, I/O) with back-off:
-    /// no offset is committed without its row. False when shutdown began first.
-    private func writeAudit(_ entry: AuditEntry) async -> Bool {
+    /// no offset is committed without its row. Nil when shutdown began first.
+    private func writeAudit(_ entry: AuditEntry) async -> AuditDatabase.AppendResult? {
         var backoff = Backoff(shutdown)
         while true {
             let start = ContinuousClock.now
             do {
-                _ = try await auditBatcher.record(entry)
+                let result = try await auditBatcher.record(entry)
                 metrics.auditWrite.record(ContinuousClock.now - start)
-                return true
+                return result
             } catch {
                 metrics.auditFailures.increment()
                 logger.error("audit write failed; retrying (offsets stay uncommitted)", metadata: ["attempt": "\(backoff.attempts + 1)", "error": "\(error)"])
-                guard await backoff.wait() else { return false }
+                guard await backoff.wait() else { return nil }
             }
         }
     }

@@ -9,10 +9,10 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
     private(set) var assigned: Set<KafkaTopicPartition> = []
     private var paused = false
 
-    func withLock<T>(_ body: () -> T) -> T {
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
         condition.lock()
         defer { condition.unlock() }
-        return body()
+        return try body()
     }
 
     /// The next offset to consume of each partition (for lag).
@@ -51,19 +51,39 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
 
     var inFlight: Int { withLock { tracker.inFlightCount } }
 
-    /// The commit points of owned partitions that moved since the last call.
-    func takeCommittable() -> [KafkaTopicPartitionOffset] {
-        withLock { tracker.takeCommitPoints().filter { assigned.contains($0.topicPartition) } }
+    /// Stores (`store`, e.g. librdkafka's offset store) the commit points of owned partitions
+    /// that moved since the last successful store, under the lock, so no rebalance callback
+    /// can come between reading the points and storing them. When `store` throws, the points
+    /// count as not stored and are offered again.
+    func storeCommittable(_ store: ([KafkaTopicPartitionOffset]) throws -> Void) rethrows -> [KafkaTopicPartitionOffset] {
+        try withLock {
+            let moved = tracker.takeCommitPoints().filter { assigned.contains($0.topicPartition) }
+            guard !moved.isEmpty else { return [] }
+            do {
+                try store(moved)
+            } catch {
+                tracker.forgetTaken()
+                throw error
+            }
+            return moved
+        }
+    }
+
+    /// Offers every commit point again (a commit failed after its points were stored).
+    func forgetStored() {
+        withLock { tracker.forgetTaken() }
     }
 
     func committable(of partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
         withLock { tracker.commitPoints.filter { partitions.contains($0.topicPartition) } }
     }
 
-    func assign(_ partitions: [KafkaTopicPartition]) -> Bool {
+    /// Records an assignment; while consumption is paused, `pause` pauses the new partitions
+    /// too (under the lock, so a concurrent resume cannot miss them).
+    func assign(_ partitions: [KafkaTopicPartition], pause: ([KafkaTopicPartition]) -> Void) {
         withLock {
             assigned.formUnion(partitions)
-            return paused
+            if paused { pause(partitions) }
         }
     }
 
@@ -102,11 +122,14 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
         return true
     }
 
-    /// Flips the paused flag; returns true when it changed.
-    func setPaused(_ value: Bool) -> Bool {
+    /// Flips the paused flag and, when it changed, runs `apply` with the owned partitions
+    /// (librdkafka's pause or resume: local calls that do not block) under the lock, so the
+    /// flag and librdkafka's state cannot part. Returns true when it changed.
+    func setPaused(_ value: Bool, apply: ([KafkaTopicPartition]) -> Void) -> Bool {
         withLock {
             guard paused != value else { return false }
             paused = value
+            apply(Array(assigned))
             return true
         }
     }

@@ -284,7 +284,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             return
         }
         let accepted = request
-        let original = DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes)
+        // Kept until the request ends, for a DLQ copy should its reply fail for good: bounded
+        // to 64 KB so a thousand held requests cannot hold a thousand large records.
+        let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
         let job = ScheduledJob(request: accepted, promptTokens: tokens, enqueuedAt: Date()) { [self] outcome in
             publishing.begin()
             Task {

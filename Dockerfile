@@ -34,6 +34,7 @@ COPY --from=build /usr/local/lib/librdkafka.so.1 /usr/local/lib/librdkafka.so.1
 RUN ldconfig
 COPY --from=build /out/sluice /usr/local/bin/sluice
 COPY Config/sluice.yaml /etc/sluice/sluice.yaml
+COPY Config/knowledge-base.jsonl /etc/sluice/knowledge-base.jsonl
 RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/sluice --create-home --shell /usr/sbin/nologin sluice
 USER 10001:10001
 WORKDIR /var/lib/sluice

@@ -67,10 +67,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .target(
+            name: "Knowledge",
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .target(
             name: "Worker",
             dependencies: [
                 "AuditLog",
                 "Inference",
+                "Knowledge",
                 "KafkaClient",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -85,6 +94,7 @@ let package = Package(
                 "AuditLog",
                 "Inference",
                 "KafkaClient",
+                "Knowledge",
                 "Worker",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -109,6 +119,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "KnowledgeTests",
+            dependencies: ["Knowledge"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "SluiceCLITests",
             dependencies: ["KafkaClient"],
             swiftSettings: strictSettings
@@ -116,7 +131,7 @@ let package = Package(
         .testTarget(
             name: "WorkerTests",
             dependencies: [
-                "Worker", "KafkaClient", "AuditLog", "Inference", .product(name: "Yams", package: "Yams"),
+                "Worker", "KafkaClient", "AuditLog", "Inference", "Knowledge", .product(name: "Yams", package: "Yams"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             exclude: ["Scripts"],

@@ -17,6 +17,7 @@ final class ScriptedBackend: GenerationBackend {
 
     var activeCount: Int { pending.count }
     func tokenize(_ prompt: String) -> [Int32] { prompt.unicodeScalars.map { Int32(bitPattern: $0.value) } }
+    func tokenizeContinuation(_ text: String) -> [Int32] { tokenize(text) }
     func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError) {
         pending.append((id, request))
         admittedOrder.append(Self.text(request.promptTokens))

@@ -147,6 +147,16 @@ enum AuditMigrations {
                 ALTER TABLE audit_records ADD COLUMN reply_partition INTEGER;
                 """)
         }
+        migrator.registerMigration("v3: grounding of each answer") { db in
+            // The knowledge version and passages an answer was grounded in, every escalation
+            // reason that held, and the parts of the decision (JSON). Hashed only when set.
+            try db.execute(sql: """
+                ALTER TABLE audit_records ADD COLUMN knowledge_version TEXT;
+                ALTER TABLE audit_records ADD COLUMN knowledge_passages TEXT;
+                ALTER TABLE audit_records ADD COLUMN escalation_reasons TEXT;
+                ALTER TABLE audit_records ADD COLUMN decision_parts TEXT;
+                """)
+        }
         return migrator
     }
 }

@@ -51,6 +51,13 @@ public struct AuditRecord: Sendable, Equatable {
     /// named one.
     public var replyTopic: String?
     public var replyPartition: Int64?
+    /// Grounding (schema v3): the knowledge version the answer was grounded in, the passage
+    /// ids (JSON array), every escalation reason that held (JSON array) and the decision's
+    /// parts (JSON object: retrieval, generation, support, unsupported_claims).
+    public var knowledgeVersion: String?
+    public var knowledgePassages: String?
+    public var escalationReasons: String?
+    public var decisionParts: String?
     /// When the row was committed (the append transaction's date).
     public var recordedAt: Date = Date(timeIntervalSince1970: 0)
     public var prevHash: String = ""
@@ -71,10 +78,16 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
     /// Every stored column but `row_hash`, in table order (what an insert writes).
     var storedFields: [(String, CanonicalValue)] { baseFields + addedFields }
 
-    static let addedFieldNames: Set<String> = ["reply_topic", "reply_partition"]
+    static let addedFieldNames: Set<String> = [
+        "reply_topic", "reply_partition", "knowledge_version", "knowledge_passages", "escalation_reasons", "decision_parts",
+    ]
 
     private var addedFields: [(String, CanonicalValue)] {
-        [("reply_topic", .text(replyTopic)), ("reply_partition", .integer(replyPartition))]
+        [
+            ("reply_topic", .text(replyTopic)), ("reply_partition", .integer(replyPartition)),
+            ("knowledge_version", .text(knowledgeVersion)), ("knowledge_passages", .text(knowledgePassages)),
+            ("escalation_reasons", .text(escalationReasons)), ("decision_parts", .text(decisionParts)),
+        ]
     }
 
     private var baseFields: [(String, CanonicalValue)] {
@@ -166,6 +179,10 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
         workerID = row["worker_id"]
         replyTopic = row["reply_topic"]
         replyPartition = row["reply_partition"]
+        knowledgeVersion = row["knowledge_version"]
+        knowledgePassages = row["knowledge_passages"]
+        escalationReasons = row["escalation_reasons"]
+        decisionParts = row["decision_parts"]
         recordedAt = try time("recorded_at")
         prevHash = row["prev_hash"]
         rowHash = row["row_hash"]

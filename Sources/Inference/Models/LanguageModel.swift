@@ -8,12 +8,16 @@ public struct ForwardEntry {
     /// sgemm) rather than with int8 activations: faster for long prompts. For batching to stay
     /// exact, decide it from the sequence alone (e.g. its prompt length), never from the batch.
     public let dense: Bool
+    /// Scoring instead of logits: when set (one target per token), the entry's result row
+    /// holds log p(targets[i] | …, tokens[i]) for every i rather than the last token's logits.
+    public let targets: [Int32]?
 
-    public init(cache: KVCache, tokens: [Int32], wantsLogits: Bool, dense: Bool = false) {
+    public init(cache: KVCache, tokens: [Int32], wantsLogits: Bool, dense: Bool = false, targets: [Int32]? = nil) {
         self.cache = cache
         self.tokens = tokens
-        self.wantsLogits = wantsLogits
+        self.wantsLogits = wantsLogits || targets != nil
         self.dense = dense
+        self.targets = targets
     }
 }
 
@@ -28,7 +32,8 @@ public protocol LanguageModel: AnyObject, Sendable {
     func makeCache(maxContext: Int) -> KVCache
 
     /// Appends each entry's tokens to its cache and returns, for every entry that wants them,
-    /// the logits of its last token (in entry order).
+    /// the logits of its last token — or, for a scoring entry (``ForwardEntry/targets``), the
+    /// log-probabilities of its targets — in entry order.
     func forward(_ entries: [ForwardEntry]) throws(InferenceError) -> [[Float]]
 }
 

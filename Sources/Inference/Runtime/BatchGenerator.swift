@@ -1,4 +1,5 @@
 import Foundation
+import Kernels
 
 /// A request to complete one prompt.
 public struct GenerationRequest: Sendable {
@@ -7,18 +8,39 @@ public struct GenerationRequest: Sendable {
     public var sampling: SamplingParameters
     /// Generation stops before any of these strings (which are not part of the text).
     public var stopStrings: [String]
+    /// When not empty, nothing is generated: the model scores each choice as a continuation
+    /// of the prompt and the completion is the most likely one (highest mean log-probability
+    /// per token). Extractive answering: the answer can only be one of these texts.
+    public var choices: [Choice]
 
-    public init(promptTokens: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy, stopStrings: [String] = []) {
+    /// A candidate continuation: its tokens (as the model scores them, e.g. ending with the
+    /// token that closes an answer) and the text it stands for.
+    public struct Choice: Sendable, Equatable {
+        public var tokens: [Int32]
+        public var text: String
+
+        public init(tokens: [Int32], text: String) {
+            self.tokens = tokens
+            self.text = text
+        }
+    }
+
+    public init(promptTokens: [Int32], maxTokens: Int, sampling: SamplingParameters = .greedy, stopStrings: [String] = [], choices: [Choice] = []) {
         self.promptTokens = promptTokens
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopStrings = stopStrings
+        self.choices = choices
     }
 }
 
 /// A finished completion with its confidence.
 public struct Completion: Sendable, Equatable {
-    public enum FinishReason: String, Sendable { case endOfSequence = "eos", maxTokens = "max_tokens", stopString = "stop", contextFull = "context_full" }
+    public enum FinishReason: String, Sendable {
+        case endOfSequence = "eos", maxTokens = "max_tokens", stopString = "stop", contextFull = "context_full"
+        /// A choice was picked (``GenerationRequest/choices``).
+        case choice
+    }
 
     public var text: String
     public var tokens: [Int32]
@@ -30,6 +52,10 @@ public struct Completion: Sendable, Equatable {
     public var finishReason: FinishReason
     /// When the first token was produced, relative to when the request joined (seconds).
     public var timeToFirstToken: Double?
+    /// For a request with choices: the one picked, and every choice's mean log-probability
+    /// per token (in the request's order).
+    public var choice: Int?
+    public var choiceScores: [Double] = []
 
     public var completionTokens: Int { tokens.count }
 
@@ -71,6 +97,9 @@ public final class BatchGenerator {
         var nextToken: Int32?
         let joined = ContinuousClock.now
         var firstToken: Double?
+        /// Choices only: the log-probability of each choice's first token (from the prompt's
+        /// last logits), set once the prompt is prefilled; the next step scores the rest.
+        var choiceFirstScores: [Double]?
 
         init(id: SequenceID, request: GenerationRequest, cache: KVCache) {
             self.id = id
@@ -106,6 +135,12 @@ public final class BatchGenerator {
         guard request.promptTokens.count < maxContext else {
             throw InferenceError(.invalidRequest, "the prompt has \(request.promptTokens.count) tokens; the context holds \(maxContext)")
         }
+        for choice in request.choices {
+            guard !choice.tokens.isEmpty, choice.tokens.count <= model.prefillChunk,
+                  request.promptTokens.count + choice.tokens.count <= maxContext else {
+                throw InferenceError(.invalidRequest, "a choice must hold 1...\(model.prefillChunk) tokens and fit the context after the prompt")
+            }
+        }
         sequences.append(Sequence(id: id, request: request, cache: model.makeCache(maxContext: maxContext)))
     }
 
@@ -118,9 +153,26 @@ public final class BatchGenerator {
     public func step() throws(InferenceError) -> [Event] {
         var entries: [ForwardEntry] = []
         var participants: [(Sequence, wantsLogits: Bool)] = []
+        var scoring: [(Sequence, entries: [Int?])] = []
         var budget = prefillBudget
         for sequence in sequences {
-            if let token = sequence.nextToken {
+            if sequence.choiceFirstScores != nil {
+                // Every choice longer than one token is scored on its own fork of the prompt.
+                // Scored tokens count against the step's prefill budget (a sequence whose
+                // choices do not fit waits for a later step, unless it would be the step's only work).
+                let cost = sequence.request.choices.reduce(0) { $0 + $1.tokens.count - 1 }
+                guard cost <= budget || (entries.isEmpty && scoring.isEmpty) else { continue }
+                budget -= cost
+                var indices: [Int?] = []
+                for choice in sequence.request.choices {
+                    guard choice.tokens.count > 1 else { indices.append(nil); continue }
+                    indices.append(entries.count)
+                    entries.append(ForwardEntry(
+                        cache: sequence.cache.fork(reserving: choice.tokens.count),
+                        tokens: Array(choice.tokens.dropLast()), wantsLogits: false, targets: Array(choice.tokens.dropFirst())))
+                }
+                scoring.append((sequence, indices))
+            } else if let token = sequence.nextToken {
                 entries.append(ForwardEntry(cache: sequence.cache, tokens: [token], wantsLogits: true))
                 participants.append((sequence, true))
             } else if budget > 0 {
@@ -134,16 +186,61 @@ public final class BatchGenerator {
                 participants.append((sequence, last))
             }
         }
-        guard !entries.isEmpty else { return [] }
-        let logits = try model.forward(entries)
+        guard !entries.isEmpty || !scoring.isEmpty else { return [] }
+        let results = entries.isEmpty ? [] : try model.forward(entries)
+        // Results come in entry order, one per entry that wants one.
+        var resultOfEntry: [Int: [Float]] = [:]
+        var next = 0
+        for (index, entry) in entries.enumerated() where entry.wantsLogits {
+            resultOfEntry[index] = results[next]
+            next += 1
+        }
         var events: [Event] = []
-        var logitIndex = 0
-        for (sequence, wantsLogits) in participants where wantsLogits {
-            let (token, probability) = sequence.sampler.sample(logits[logitIndex])
-            logitIndex += 1
+        for (sequence, firstEntry) in scoring {
+            events += choose(sequence, scores: firstEntry.map { $0.flatMap { resultOfEntry[$0] } ?? [] })
+        }
+        var participantIndex = 0
+        for (index, entry) in entries.enumerated() where entry.targets == nil {
+            defer { participantIndex += 1 }
+            let (sequence, wantsLogits) = participants[participantIndex]
+            guard wantsLogits, let logits = resultOfEntry[index] else { continue }
+            if !sequence.request.choices.isEmpty {
+                let logSum = logits.withUnsafeBufferPointer { Double(sl_logsumexp($0.baseAddress!, Int64($0.count))) }
+                sequence.choiceFirstScores = sequence.request.choices.map { Double(logits[Int($0.tokens[0])]) - logSum }
+                if sequence.firstToken == nil { sequence.firstToken = (ContinuousClock.now - sequence.joined).seconds }
+                continue
+            }
+            let (token, probability) = sequence.sampler.sample(logits)
             events += accept(token, probability: probability, for: sequence)
         }
         return events
+    }
+
+    /// Picks the choice with the highest mean log-probability per token (the first on ties)
+    /// and finishes the sequence with it.
+    private func choose(_ sequence: Sequence, scores rest: [[Float]]) -> [Event] {
+        let first = sequence.choiceFirstScores ?? []
+        var means: [Double] = []
+        var best = 0
+        var bestTokenScores: [Double] = []
+        for (index, choice) in sequence.request.choices.enumerated() {
+            let tokenScores = [first[index]] + rest[index].map(Double.init)
+            let mean = tokenScores.reduce(0, +) / Double(choice.tokens.count)
+            means.append(mean)
+            if index == 0 || mean > means[best] {
+                best = index
+                bestTokenScores = tokenScores
+            }
+        }
+        sequences.removeAll { $0 === sequence }
+        let choice = sequence.request.choices[best]
+        var completion = Completion(
+            text: choice.text, tokens: choice.tokens, confidence: exp(means[best]),
+            minTokenProbability: exp(bestTokenScores.min() ?? 0), promptTokens: sequence.request.promptTokens.count,
+            finishReason: .choice, timeToFirstToken: sequence.firstToken)
+        completion.choice = best
+        completion.choiceScores = means
+        return [.finished(sequence.id, completion)]
     }
 
     private func accept(_ token: Int32, probability: Double, for sequence: Sequence) -> [Event] {

@@ -143,7 +143,13 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
                 rowPosition.append(entry.cache.length + offset)
                 rowToken.append(token)
             }
-            if entry.wantsLogits { logitRows.append((rowToken.count - 1, index)) }
+            if let targets = entry.targets {
+                guard targets.count == entry.tokens.count, targets.allSatisfy({ $0 >= 0 && Int($0) < embedding.rows }) else {
+                    throw InferenceError(.invalidRequest, "a scoring entry needs one in-vocabulary target per token")
+                }
+            } else if entry.wantsLogits {
+                logitRows.append((rowToken.count - 1, index))
+            }
         }
         let n = rowToken.count
         let d = config.embeddingLength
@@ -160,9 +166,42 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
             feedForwardBlock(layer, buffers: buffers)
         }
         for entry in entries { entry.cache.length += entry.tokens.count }
-        // Logits in the entries' order.
+        // Logits (or scores) in the entries' order.
+        var rowOfEntry: [Int: Int] = [:]
+        var firstRow = 0
+        for index in order {
+            rowOfEntry[index] = firstRow
+            firstRow += entries[index].tokens.count
+        }
         let wanted = logitRows.sorted { $0.entry < $1.entry }
-        return logits(rows: wanted.map(\.row), buffers: buffers)
+        var lastLogits = logits(rows: wanted.map(\.row), buffers: buffers).makeIterator()
+        var results: [[Float]] = []
+        for (index, entry) in entries.enumerated() {
+            if let targets = entry.targets {
+                results.append(scores(firstRow: rowOfEntry[index]!, targets: targets, buffers: buffers))
+            } else if entry.wantsLogits, let row = lastLogits.next() {
+                results.append(row)
+            }
+        }
+        return results
+    }
+
+    /// log p(targets[i]) under the logits of rows firstRow + i, computed a few rows at a time
+    /// so that a long candidate never holds its whole vocabulary × length of logits.
+    private func scores(firstRow: Int, targets: [Int32], buffers: ForwardBuffers) -> [Float] {
+        var result: [Float] = []
+        result.reserveCapacity(targets.count)
+        let chunk = 8
+        var start = 0
+        while start < targets.count {
+            let rows = Array((firstRow + start)..<(firstRow + min(targets.count, start + chunk)))
+            for (offset, row) in logits(rows: rows, buffers: buffers).enumerated() {
+                let logSum = row.withUnsafeBufferPointer { sl_logsumexp($0.baseAddress!, Int64($0.count)) }
+                result.append(row[Int(targets[start + offset])] - logSum)
+            }
+            start += chunk
+        }
+        return result
     }
 
     private func addBias(_ bias: [Float]?, to matrix: UnsafeMutablePointer<Float>, rows: Int) {

@@ -24,6 +24,37 @@ public final class KVCache: @unchecked Sendable {  // owned by one generator thr
         for pointer in keys + values { pointer.deallocate() }
     }
 
+    /// A fork holding `other`'s positions with room for `extra` more, no larger than needed:
+    /// each layer keeps at most `other`'s capacity (its ring, when the sliding window has
+    /// wrapped) and otherwise just length + extra slots.
+    private init(forking other: KVCache, extra: Int) {
+        length = other.length
+        maxContext = min(other.maxContext, other.length + extra)
+        kvDim = other.kvDim
+        let capacities = other.capacities.map { min($0, other.length + extra) }
+        self.capacities = capacities
+        let positions = other.length
+        let dim = kvDim
+        func copyLayer(_ source: UnsafeMutablePointer<Float>, _ sourceCapacity: Int, _ capacity: Int) -> UnsafeMutablePointer<Float> {
+            let pointer = UnsafeMutablePointer<Float>.allocate(capacity: capacity * dim)
+            if capacity == sourceCapacity {
+                pointer.update(from: source, count: capacity * dim)
+            } else {
+                // Smaller than the source's ring, so the source has not wrapped: every
+                // position 0..<length is there, at the same slot.
+                pointer.update(from: source, count: positions * dim)
+            }
+            return pointer
+        }
+        keys = other.keys.indices.map { copyLayer(other.keys[$0], other.capacities[$0], capacities[$0]) }
+        values = other.values.indices.map { copyLayer(other.values[$0], other.capacities[$0], capacities[$0]) }
+    }
+
+    /// An independent copy of this sequence's positions with room for `extra` more tokens
+    /// (e.g. one per candidate answer scored after a shared prompt). Attention over the fork
+    /// reads the same values in the same order, so its results are bit-identical.
+    public func fork(reserving extra: Int) -> KVCache { KVCache(forking: self, extra: extra) }
+
     /// Bytes held by this cache.
     public var byteCount: Int { capacities.reduce(0, +) * kvDim * 2 * MemoryLayout<Float>.size }
 }

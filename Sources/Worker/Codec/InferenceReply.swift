@@ -44,10 +44,22 @@ public struct InferenceReply: Sendable, Encodable {
     /// The request's metadata object as JSON (decoded and bounded by the codec).
     public var metadata: Data?
     public var original: Original?
+    /// What the answer was grounded in: the knowledge version and the passage ids.
+    public var knowledge: KnowledgeReference?
+    /// Every escalation reason that held (`escalation_reason` is the first).
+    public var escalationReasons: [String]?
+    /// The parts the decision and the calibrated confidence were built from.
+    public var decision: DecisionParts?
+
+    public struct KnowledgeReference: Sendable, Encodable, Equatable {
+        public var version: String
+        public var passages: [String]
+    }
 
     enum CodingKeys: String, CodingKey {
         case requestID = "request_id", status, text, confidence, escalate, escalationReason = "escalation_reason"
-        case model, usage, timings, worker, error, metadata, original
+        case model, usage, timings, worker, error, metadata, original, knowledge
+        case escalationReasons = "escalation_reasons", decision
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -68,6 +80,9 @@ public struct InferenceReply: Sendable, Encodable {
             try container.encode(value, forKey: .metadata)
         }
         try container.encodeIfPresent(original, forKey: .original)
+        try container.encodeIfPresent(knowledge, forKey: .knowledge)
+        try container.encodeIfPresent(escalationReasons, forKey: .escalationReasons)
+        try container.encodeIfPresent(decision, forKey: .decision)
     }
 
     /// The JSON value.

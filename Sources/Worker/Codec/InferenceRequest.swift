@@ -63,6 +63,13 @@ public struct RequestLimits: Sendable {
     /// The free-form strings stored in the audit row (`conversation_id`, `customer_ref`, `channel`).
     public var maxFieldBytes = 256
 
+    /// The limits `configuration` sets.
+    public init(_ configuration: SluiceConfiguration) {
+        let worker = configuration.worker
+        self.init(maxPromptBytes: worker.maxPromptBytes, defaultMaxTokens: worker.defaultMaxTokens,
+                  maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies, batchTopics: Set(worker.batchTopics))
+    }
+
     public init(maxPromptBytes: Int, defaultMaxTokens: Int, maxTokensLimit: Int, defaultTopic: String, batchTopics: Set<String> = []) {
         self.maxPromptBytes = maxPromptBytes
         self.defaultMaxTokens = defaultMaxTokens

@@ -12,12 +12,51 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
     public var topics: Topics
     public var audit: Audit
     public var worker: WorkerSettings
+    public var knowledge: KnowledgeSettings
 
-    public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit(), worker: WorkerSettings = WorkerSettings()) {
+    public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit(), worker: WorkerSettings = WorkerSettings(),
+                knowledge: KnowledgeSettings = KnowledgeSettings()) {
         self.kafka = kafka
         self.topics = topics
         self.audit = audit
         self.worker = worker
+        self.knowledge = knowledge
+    }
+
+    /// Grounded answering: where the bank's knowledge base is, how passages are retrieved and
+    /// put to the model, and what an answer must show to go out unreviewed.
+    public struct KnowledgeSettings: Codable, Sendable, Equatable {
+        /// The knowledge base (SQLite, written by `sluice kb import`). Empty: answers are not
+        /// grounded (the model answers `worker.prompt_template` freely) — for the echo model
+        /// and experiments, never for customers.
+        public var db: String = "data/knowledge.sqlite"
+        /// `extractive`: the answer is the approved passage sentence the model finds most likely
+        /// (it cannot state a fact the bank did not approve). `generative`: the model writes an
+        /// answer after the passages; the grounding checks decide whether it may go out.
+        /// `whole_knowledge_base`: the seeds' rule, a baseline for `sluice eval` only.
+        public var answerMode: String = "extractive"
+        /// Passages retrieved per question.
+        public var passages: Int = 3
+        /// A passage must contain at least this share of the question's terms (else `no_knowledge`).
+        public var minCoverage: Double = 0.35
+        /// A generated answer needs at least this share of its content terms in the passages (else `ungrounded`).
+        public var minSupport: Double = 0.6
+        /// The grounded prompt: {passages}, {history} (earlier turns) and {question}.
+        public var template: String = "Bank information:\n{passages}\n\n{history}Customer question: {question}\nAnswer:"
+        /// What an escalated customer is told when there is no answer to show (no passage found).
+        public var handoffText: String = "A member of our team will get back to you shortly. 您的问题已转交人工客服，我们会尽快回复。"
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case db
+            case answerMode = "answer_mode"
+            case passages
+            case minCoverage = "min_coverage"
+            case minSupport = "min_support"
+            case template
+            case handoffText = "handoff_text"
+        }
     }
 
     /// The worker: model, batching, limits, escalation, shutdown.
@@ -256,6 +295,16 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         if w.latencyObjectiveMs <= 0 { throw fail("worker.latency_objective_ms", "must be > 0") }
         if !(0...65_535).contains(w.metricsPort) { throw fail("worker.metrics_port", "must be 0...65535") }
         if w.gracePeriodMs < 0 || w.commitIntervalMs < 10 { throw fail("worker.grace_period_ms", "grace period ≥ 0, commit interval ≥ 10 ms") }
+        let k = knowledge
+        if AnswerPipeline.Mode(rawValue: k.answerMode) == nil {
+            throw fail("knowledge.answer_mode", "must be one of \(AnswerPipeline.Mode.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if !(1...10).contains(k.passages) { throw fail("knowledge.passages", "must be 1...10") }
+        if !(0...1).contains(k.minCoverage) { throw fail("knowledge.min_coverage", "must be 0...1") }
+        if !(0...1).contains(k.minSupport) { throw fail("knowledge.min_support", "must be 0...1") }
+        if !k.template.contains("{question}") || !k.template.contains("{passages}") {
+            throw fail("knowledge.template", "must contain {passages} and {question}")
+        }
         if !["FULL", "NORMAL"].contains(audit.synchronous.uppercased()) { throw fail("audit.synchronous", "must be FULL or NORMAL") }
         if audit.checkpointEvery < 0 { throw fail("audit.checkpoint_every", "must not be negative") }
         if audit.busyTimeoutMs < 0 { throw fail("audit.busy_timeout_ms", "must not be negative") }

@@ -7,6 +7,8 @@ public protocol GenerationBackend: AnyObject {
     var activeCount: Int { get }
     /// The prompt's tokens as the model will see them.
     func tokenize(_ prompt: String) -> [Int32]
+    /// Tokens of text that continues a prompt (no BOS), e.g. a candidate answer.
+    func tokenizeContinuation(_ text: String) -> [Int32]
     func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError)
     func cancel(_ id: Int)
     func step() throws(InferenceError) -> [BatchGenerator.Event]
@@ -38,6 +40,10 @@ public final class ModelBackend: GenerationBackend {
         model.tokenizer.encode(prompt, addBOS: model.tokenizer.addsBOS, parseSpecial: false)
     }
 
+    public func tokenizeContinuation(_ text: String) -> [Int32] {
+        model.tokenizer.encode(text, addBOS: false, parseSpecial: false)
+    }
+
     public func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError) { try generator.submit(id, request) }
     public func cancel(_ id: Int) { generator.cancel(id) }
     public func step() throws(InferenceError) -> [BatchGenerator.Event] { try generator.step() }
@@ -59,12 +65,21 @@ public final class EchoBackend: GenerationBackend {
 
     public var activeCount: Int { pending.count }
     public func tokenize(_ prompt: String) -> [Int32] { prompt.unicodeScalars.map { Int32(bitPattern: $0.value) } }
+    public func tokenizeContinuation(_ text: String) -> [Int32] { tokenize(text) }
     public func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError) { pending.append((id, request)) }
     public func cancel(_ id: Int) { pending.removeAll { $0.0 == id } }
 
     public func step() throws(InferenceError) -> [BatchGenerator.Event] {
         defer { pending = [] }
         return pending.map { id, request in
+            if let first = request.choices.first {
+                // Extractive: the first choice, confidence 1.
+                var completion = Completion(text: first.text, tokens: first.tokens, confidence: 1, minTokenProbability: 1,
+                                            promptTokens: request.promptTokens.count, finishReason: .choice, timeToFirstToken: 0)
+                completion.choice = 0
+                completion.choiceScores = request.choices.map { _ in 0 }
+                return .finished(id, completion)
+            }
             let text = String(String.UnicodeScalarView(request.promptTokens.compactMap { Unicode.Scalar(UInt32(bitPattern: $0)) }))
             return .finished(id, Completion(
                 text: text, tokens: request.promptTokens, confidence: 1, minTokenProbability: 1,

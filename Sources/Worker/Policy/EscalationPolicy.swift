@@ -29,6 +29,12 @@ public struct EscalationPolicy: Sendable {
         Rule(reason: "complaint", phrases: ["complaint", "complain", "投诉", "ombudsman"]),
     ]
 
+    /// Every rule matching the prompt, in rule order.
+    public func ruleReasons(prompt: String) -> [String] {
+        let lowered = prompt.lowercased()
+        return rules.filter { rule in rule.phrases.contains(where: { lowered.firstRange(of: $0.lowercased()) != nil }) }.map(\.reason)
+    }
+
     /// The reason to escalate, or nil. Rules on the prompt come first (they hold even for a
     /// confident answer); then the confidence threshold.
     public func reason(prompt: String, confidence: Double?) -> String? {

@@ -10,18 +10,34 @@ public struct ScheduledJob: Sendable {
         /// The deadline passed before inference started; the model never saw it.
         case expired
         case failed(InferenceError, startedAt: Date?)
+        /// There was nothing to ask the model (no passage retrieved); never produced by the
+        /// scheduler — the worker decides such requests at once.
+        case answeredWithoutModel(startedAt: Date)
     }
 
     public let request: InferenceRequest
     public let promptTokens: [Int32]
+    /// Extractive answering: the texts the answer may be (see ``GenerationRequest/choices``).
+    public let choices: [GenerationRequest.Choice]
+    /// Replaces the scheduler's stop strings for this job.
+    public let stopStrings: [String]?
     public let enqueuedAt: Date
     public let onFinish: @Sendable (Outcome) -> Void
 
-    public init(request: InferenceRequest, promptTokens: [Int32], enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
+    public init(request: InferenceRequest, promptTokens: [Int32], choices: [GenerationRequest.Choice] = [], stopStrings: [String]? = nil,
+                enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
         self.request = request
         self.promptTokens = promptTokens
+        self.choices = choices
+        self.stopStrings = stopStrings
         self.enqueuedAt = enqueuedAt
         self.onFinish = onFinish
+    }
+
+    /// The job for a planned answer.
+    public init(request: InferenceRequest, plan: AnswerPlan, enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
+        self.init(request: request, promptTokens: plan.promptTokens, choices: plan.choices, stopStrings: plan.stopStrings,
+                  enqueuedAt: enqueuedAt, onFinish: onFinish)
     }
 }
 
@@ -134,7 +150,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                     try backend.submit(id, GenerationRequest(
                         promptTokens: job.promptTokens, maxTokens: job.request.maxTokens,
                         sampling: SamplingParameters(temperature: job.request.temperature, topK: 40, topP: job.request.topP, seed: job.request.seed),
-                        stopStrings: settings.stopStrings))
+                        stopStrings: job.stopStrings ?? settings.stopStrings, choices: job.choices))
                 } catch {
                     condition.lock()
                     active[id] = nil

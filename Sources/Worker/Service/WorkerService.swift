@@ -2,6 +2,7 @@ import AuditLog
 import Foundation
 import Inference
 import KafkaClient
+import Knowledge
 import Logging
 
 /// The worker: consumes requests, schedules them through the model, replies, escalates,
@@ -15,6 +16,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let consumer: KafkaConsumer
     let scheduler: ContinuousBatchScheduler
     let policy: EscalationPolicy
+    /// Retrieval, grounded prompt and escalation decision (shared with `sluice eval`).
+    let answers: AnswerPipeline
     let limits: RequestLimits
     let state = WorkerState()
     let publishing = PublishCounter()
@@ -41,7 +44,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         self.auditBatcher = AuditBatcher(database: audit)
         self.logger = logger
         let worker = configuration.worker
-        templateVersion = "fnv1a-" + String(RequestCodec.stableSeed(worker.promptTemplate), radix: 16)
         workerID = worker.workerId.isEmpty ? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)" : worker.workerId
         let client = configuration.kafka.clientConfiguration
         producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
@@ -78,13 +80,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             maxBatchSize: worker.maxBatchSize, maxWait: Double(worker.maxWaitMs) / 1000,
             queueCapacity: worker.queueCapacity, aging: Double(worker.agingMs) / 1000, stopStrings: worker.stopStrings))
         schedulerHolder.scheduler = scheduler
-        let rules = worker.escalationRules.isEmpty ? EscalationPolicy.defaultRules : worker.escalationRules.sorted { $0.key < $1.key }.map {
-            EscalationPolicy.Rule(reason: $0.key, phrases: $0.value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        }
-        policy = EscalationPolicy(confidenceThreshold: worker.escalationThreshold, rules: rules)
-        limits = RequestLimits(
-            maxPromptBytes: worker.maxPromptBytes, defaultMaxTokens: worker.defaultMaxTokens,
-            maxTokensLimit: worker.maxTokensLimit, defaultTopic: configuration.topics.replies, batchTopics: Set(worker.batchTopics))
+        answers = try AnswerPipeline(configuration: configuration, backend: backend)
+        policy = answers.policy
+        templateVersion = answers.templateVersion
+        limits = RequestLimits(configuration)
         topics = TopicDirectory(producer: producer)
         deadLetterValueBytes = DeadLetterCopy.maxValueBytes(
             messageMaxBytes: configuration.kafka.properties["message.max.bytes"].flatMap { Int($0) } ?? 1_000_000)
@@ -108,6 +107,17 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         try consumer.subscribe(topics: configuration.topics.requests)
         scheduler.start()
         logger.info("worker started", metadata: ["worker": "\(workerID)", "model": "\(backend.identity.name)", "topics": "\(configuration.topics.requests)"])
+        if let knowledge = answers.knowledge {
+            let version = (try? knowledge.version()) ?? "unreadable"
+            if version == "kb-empty" {
+                logger.warning("the knowledge base is empty: every question will be escalated (no_knowledge); run `sluice kb import FILE`",
+                               metadata: ["db": "\(knowledge.path)"])
+            } else {
+                logger.info("grounded answers", metadata: ["knowledge": "\(version)", "mode": "\(answers.settings.answerMode)", "db": "\(knowledge.path)"])
+            }
+        } else {
+            logger.warning("answers are not grounded (knowledge.db is empty or the model is echo)")
+        }
         let events = Task { await followEvents() }
         let committer = Task { await commitPeriodically() }
         let lag = Task { await measureLag() }
@@ -273,12 +283,14 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
             return
         }
-        let modelInput = backend is EchoBackend
-            ? request.prompt : configuration.worker.promptTemplate.replacingOccurrences(of: "{prompt}", with: request.prompt)
-        let tokens = backend.tokenize(modelInput)
+        guard let plan = await plan(request) else {
+            state.abandon([request.source])  // shutting down: the next owner answers
+            return
+        }
+        let tokens = plan.promptTokens
         if tokens.count > configuration.worker.maxPromptTokens {
             rejectInBackground(message, RequestRejection(
-                code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens; the limit is \(configuration.worker.maxPromptTokens)",
+                code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens with its passages; the limit is \(configuration.worker.maxPromptTokens)",
                 requestID: request.requestID, replyTopic: request.replyTopic, replyPartition: request.replyPartition,
                 correlationID: request.correlationID))
             return
@@ -287,20 +299,30 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // Kept until the request ends, for a DLQ copy should its reply fail for good: bounded
         // to 64 KB so a thousand held requests cannot hold a thousand large records.
         let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
-        let job = ScheduledJob(request: accepted, promptTokens: tokens, enqueuedAt: Date()) { [self] outcome in
+        if !plan.needsModel {
+            // Nothing retrieved: decided at once, without the model (expired if its deadline passed).
+            let outcome: ScheduledJob.Outcome = request.deadline.map { $0 <= Date() } ?? false ? .expired : .answeredWithoutModel(startedAt: Date())
             publishing.begin()
             Task {
-                await self.complete(accepted, outcome, original: original)
+                await self.complete(accepted, outcome, plan: plan, original: original)
                 self.publishing.end()
             }
-        }
-        while !scheduler.enqueue(job) {
-            // Full: wait for room (consumption is paused). Ends on shutdown: the record is handed back.
-            do {
-                try await Task.sleep(for: .milliseconds(10))
-            } catch {
-                state.abandon([request.source])
-                return
+        } else {
+            let job = ScheduledJob(request: accepted, plan: plan, enqueuedAt: Date()) { [self] outcome in
+                publishing.begin()
+                Task {
+                    await self.complete(accepted, outcome, plan: plan, original: original)
+                    self.publishing.end()
+                }
+            }
+            while !scheduler.enqueue(job) {
+                // Full: wait for room (consumption is paused). Ends on shutdown: the record is handed back.
+                do {
+                    try await Task.sleep(for: .milliseconds(10))
+                } catch {
+                    state.abandon([request.source])
+                    return
+                }
             }
         }
         // Memory is bounded by requests held anywhere between consumption and commit
@@ -310,6 +332,22 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         metrics.queueDepth.set(Double(scheduler.depth))
         if held >= configuration.worker.queueHighWater, state.setPaused(true, apply: { try? consumer.pause($0) }) {
             logger.info("queue at high water: partitions paused", metadata: ["depth": "\(held)"])
+        }
+    }
+
+    /// The grounded prompt for `request`. While the knowledge base cannot be read (e.g. a
+    /// disk fault), asks again with back-off a few times, then escalates the request
+    /// (`knowledge_unavailable`) rather than holding every partition. nil when shutdown began.
+    private func plan(_ request: InferenceRequest) async -> AnswerPlan? {
+        var backoff = Backoff(shutdown)
+        while true {
+            do {
+                return try answers.plan(request)
+            } catch {
+                logger.error("knowledge base unreadable", metadata: ["error": "\(error.message)", "request_id": "\(request.requestID)", "attempt": "\(backoff.attempts + 1)"])
+                if backoff.attempts >= 4 { return answers.unavailablePlan() }
+                guard await backoff.wait() else { return nil }
+            }
         }
     }
 
@@ -340,7 +378,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
     }
 
-    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, original: DeadLetterCopy) async {
+    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan, original: DeadLetterCopy) async {
         let now = Date()
         var reply = InferenceReply(
             requestID: request.requestID, status: .ok, escalate: false, model: backend.identity, worker: workerID, metadata: request.metadata)
@@ -349,20 +387,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         var answer: String?
         switch outcome {
         case .completed(let completion, let startedAt):
-            let reason = policy.reason(prompt: request.prompt, confidence: completion.confidence)
-            answer = completion.text
-            reply.text = completion.text
-            reply.confidence = completion.confidence
-            reply.escalate = reason != nil
-            reply.escalationReason = reason
-            reply.usage = .init(promptTokens: completion.promptTokens, completionTokens: completion.completionTokens)
-            reply.timings = Self.timings(request, startedAt: startedAt, now: now)
-            record.startedAt = startedAt
-            record.promptTokens = Int64(completion.promptTokens)
-            record.completionTokens = Int64(completion.completionTokens)
-            record.confidence = completion.confidence
-            record.route = reason == nil ? .auto : .escalated
-            record.escalationReason = reason
+            answer = decide(request, plan: plan, completion: completion, startedAt: startedAt, now: now, reply: &reply, record: &record)
+        case .answeredWithoutModel(let startedAt):
+            answer = decide(request, plan: plan, completion: nil, startedAt: startedAt, now: now, reply: &reply, record: &record)
         case .expired:
             reply.status = .expired
             reply.errorCode = "deadline_exceeded"
@@ -454,6 +481,36 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         finish(request.source.topicPartition, request.source.offset)
     }
 
+    /// Fills the reply and the audit row with the escalation decision; returns the answer.
+    private func decide(_ request: InferenceRequest, plan: AnswerPlan, completion: Completion?, startedAt: Date, now: Date,
+                        reply: inout InferenceReply, record: inout AuditRecord) -> String {
+        let decision = answers.decide(request, plan: plan, completion: completion)
+        reply.text = decision.text
+        reply.confidence = decision.confidence
+        reply.escalate = decision.escalate
+        reply.escalationReason = decision.reason
+        reply.usage = .init(promptTokens: completion?.promptTokens ?? 0, completionTokens: completion?.completionTokens ?? 0)
+        reply.timings = Self.timings(request, startedAt: startedAt, now: now)
+        record.startedAt = startedAt
+        record.promptTokens = completion.map { Int64($0.promptTokens) }
+        record.completionTokens = completion.map { Int64($0.completionTokens) }
+        record.confidence = decision.confidence
+        record.route = decision.escalate ? .escalated : .auto
+        record.escalationReason = decision.reason
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        if let version = decision.knowledgeVersion {
+            reply.knowledge = .init(version: version, passages: decision.passageIDs)
+            reply.escalationReasons = decision.reasons
+            reply.decision = decision.parts
+            record.knowledgeVersion = version
+            record.knowledgePassages = (try? encoder.encode(decision.passageIDs)).map { String(decoding: $0, as: UTF8.self) }
+            record.escalationReasons = (try? encoder.encode(decision.reasons)).map { String(decoding: $0, as: UTF8.self) }
+            record.decisionParts = (try? encoder.encode(decision.parts)).map { String(decoding: $0, as: UTF8.self) }
+        }
+        return decision.text
+    }
+
     private func fill(_ record: inout AuditRecord, from request: InferenceRequest) {
         record.conversationID = request.conversationID
         record.channel = request.channel
@@ -468,7 +525,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.promptTemplateVersion = templateVersion
         record.samplingParameters = "{\"max_tokens\":\(request.maxTokens),\"temperature\":\(request.temperature),\"top_p\":\(request.topP)}"
         record.seed = Int64(bitPattern: request.seed)
-        record.confidenceMethod = "geometric_mean_token_probability"
+        record.confidenceMethod = answers.knowledge == nil ? "geometric_mean_token_probability" : "grounded_v1"
         record.confidenceThreshold = configuration.worker.escalationThreshold
         if let started = record.startedAt {
             record.queueMs = Int64(started.timeIntervalSince(request.receivedAt) * 1000)

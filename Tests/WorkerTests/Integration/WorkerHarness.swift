@@ -1,6 +1,7 @@
 import AuditLog
 import Foundation
 import KafkaClient
+import Knowledge
 import Testing
 
 /// Runs real `sluice run` processes against the real broker, each test on its own topics,
@@ -17,6 +18,10 @@ final class WorkerHarness: @unchecked Sendable {
     var deadLettersTopic: String { "\(prefix).dlq" }
     var allTopics: [String] { [requestsTopic, repliesTopic, escalationsTopic, deadLettersTopic] }
     var auditPath: String { directory.appendingPathComponent("audit.sqlite").path }
+    /// The workers' knowledge base: the shipped sample (`Config/knowledge-base.jsonl`), imported at start.
+    var knowledgePath: String { directory.appendingPathComponent("knowledge.sqlite").path }
+    static let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
     private var processes: [String: Process] = [:]
     private var logs: [String: LogWatcher] = [:]
 
@@ -36,11 +41,18 @@ final class WorkerHarness: @unchecked Sendable {
             : model
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(prefix)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try importKnowledge(String(contentsOf: Self.repositoryRoot.appendingPathComponent("Config/knowledge-base.jsonl"), encoding: .utf8))
         guard createTopics else { return }
         let admin = try KafkaAdmin(configuration: client)
         _ = try await admin.createTopics([requestsTopic, repliesTopic, escalationsTopic, deadLettersTopic].map {
             KafkaTopicSpec(name: $0, partitions: partitions)
         })
+    }
+
+    /// Replaces the knowledge base's contents (as `sluice kb import` does); returns the new version.
+    @discardableResult
+    func importKnowledge(_ jsonl: String) throws -> String {
+        try KnowledgeBase(path: knowledgePath).importEntries(KnowledgeEntry.parseJSONL(jsonl)).version
     }
 
     var client: KafkaClientConfiguration { KafkaClientConfiguration(bootstrapServers: brokers.split(separator: ",").map(String.init)) }
@@ -60,6 +72,7 @@ final class WorkerHarness: @unchecked Sendable {
             "SLUICE_TOPICS_ESCALATIONS": escalationsTopic,
             "SLUICE_TOPICS_DEAD_LETTERS": deadLettersTopic,
             "SLUICE_AUDIT_DB": auditPath,
+            "SLUICE_KNOWLEDGE_DB": knowledgePath,
             "SLUICE_WORKER_MODEL": model,
             "SLUICE_WORKER_MODEL_SHA256": model.hasSuffix(".gguf") ? "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818" : "",
             "SLUICE_WORKER_DEFAULT_MAX_TOKENS": "6",

@@ -28,7 +28,10 @@ struct WorkerIntegrationTests {
             #expect(object["status"] as? String == "ok")
             #expect((object["metadata"] as? [String: Any])?["ticket"] as? String == id)
             #expect((object["model"] as? [String: Any])?["quantization"] as? String == "Q4_K_M")
-            #expect((object["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 99 <= 4)
+            // Grounded in the gold-card entry: the approved text, quoted by the model.
+            #expect((object["usage"] as? [String: Any])?["completion_tokens"] as? Int ?? 0 > 0)
+            #expect(((object["knowledge"] as? [String: Any])?["passages"] as? [String])?.first == "gold-card-fee")
+            #expect((object["text"] as? String)?.contains("300 yuan") == true)
             let confidence = try #require(object["confidence"] as? Double)
             #expect(object["escalate"] as? Bool == (confidence < 0.7))
         }

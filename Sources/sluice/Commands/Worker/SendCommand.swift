@@ -64,5 +64,9 @@ struct SendCommand: AsyncParsableCommand {
         print("status:     \(object["status"] as? String ?? "?")")
         print("answer:     \((object["text"] as? String ?? (object["error"] as? [String: Any])?["message"] as? String ?? "").trimmingCharacters(in: .whitespacesAndNewlines))")
         print("confidence: \(confidence)   escalate: \(escalate)   worker: \(object["worker"] as? String ?? "?")")
+        if let knowledge = object["knowledge"] as? [String: Any] {
+            let passages = (knowledge["passages"] as? [String]) ?? []
+            print("grounding:  \(knowledge["version"] as? String ?? "?"), passages: \(passages.isEmpty ? "none" : passages.joined(separator: ", "))")
+        }
     }
 }

@@ -261,3 +261,54 @@ struct RequestCodecTests {
         #expect(text.contains(#""text":null"#) && text.contains(#""status":"ok""#))
     }
 }
+
+/// A model whose sequences never finish: every step makes progress but produces nothing.
+final class EndlessBackend: GenerationBackend, @unchecked Sendable {  // state behind `lock`
+    let identity = ModelIdentity(name: "endless", quantization: "none", sha256: "")
+    private let lock = NSLock()
+    private var running: Set<Int> = []
+    private var cancelledIDs: Set<Int> = []
+    /// Signalled on every submit.
+    let submitted = DispatchSemaphore(value: 0)
+
+    var activeCount: Int { lock.withLock { running.count } }
+    var cancelled: Set<Int> { lock.withLock { cancelledIDs } }
+    func tokenize(_ prompt: String) -> [Int32] { [1] }
+    func tokenizeContinuation(_ text: String) -> [Int32] { [1] }
+    func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError) {
+        _ = lock.withLock { running.insert(id) }
+        submitted.signal()
+    }
+    func cancel(_ id: Int) {
+        lock.withLock {
+            running.remove(id)
+            cancelledIDs.insert(id)
+        }
+    }
+    func step() throws(InferenceError) -> [BatchGenerator.Event] { [] }
+}
+
+@Suite("Scheduler stop (unit)")
+struct SchedulerStopTests {
+    @Test("stop hands queued jobs back at once and cancels running ones at the deadline; none is reported finished")
+    func bounded() throws {
+        let backend = EndlessBackend()
+        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(maxBatchSize: 1, maxWait: 0, queueCapacity: 8, aging: 60))
+        let finishedCount = Atomic(0)
+        let requests = (0..<3).map { SchedulingTests.request("q\($0)", offset: Int64($0)) }
+        for request in requests {
+            #expect(scheduler.enqueue(ScheduledJob(request: request, promptTokens: [1], enqueuedAt: Date()) { _ in
+                finishedCount.add(1, ordering: .relaxed)
+            }))
+        }
+        scheduler.start()
+        #expect(backend.submitted.wait(timeout: .now() + 10) == .success, "the first job started")
+        let before = Date()
+        let handedBack = scheduler.stop(until: Date().addingTimeInterval(0.3))
+        #expect(Date().timeIntervalSince(before) < 2, "stop waited past its deadline")
+        #expect(Set(handedBack.map(\.offset)) == [0, 1, 2])
+        #expect(backend.cancelled.count == 1 && backend.activeCount == 0)
+        #expect(finishedCount.load(ordering: .relaxed) == 0)
+        #expect(!scheduler.enqueue(ScheduledJob(request: requests[0], promptTokens: [1], enqueuedAt: Date()) { _ in }), "no work after stop")
+    }
+}

@@ -57,9 +57,7 @@ final class RDKafkaClient: @unchecked Sendable {
         rd_kafka_destroy(handle)
     }
 
-    private static func redacted(_ key: String, _ value: String) -> String {
-        key.contains("password") || key.contains("secret") ? "<redacted>" : value
-    }
+    private static func redacted(_ key: String, _ value: String) -> String { SecretProperties.redacted(key, value) }
 
     // MARK: - Shared
 

@@ -1,4 +1,5 @@
 import Foundation
+import KafkaClient
 import Yams
 
 /// Builds a ``SluiceConfiguration`` from defaults, a YAML file, `SLUICE_*` environment
@@ -146,13 +147,21 @@ extension ConfigurationError {
 }
 
 extension SluiceConfiguration {
-    /// The configuration as YAML with passwords and keys replaced by `<redacted>` (for `sluice config check`).
+    /// The configuration as YAML with passwords and keys replaced by `<redacted>` (for `sluice config check`):
+    /// the SASL password, the audit keys, and every `kafka.properties` entry that names a secret
+    /// (``SecretProperties``: `ssl.key.password`, `ssl.key.pem`, `sasl.oauthbearer.client.secret`, …).
     public func redactedYAML() throws -> String {
+        try YAMLEncoder().encode(redacted())
+    }
+
+    /// A copy with every secret value replaced by `<redacted>`.
+    public func redacted() -> SluiceConfiguration {
         var copy = self
         for secret in [\SluiceConfiguration.kafka.saslPassword, \.audit.pseudonymKey, \.audit.sealingKey, \.audit.signingKey]
         where !copy[keyPath: secret].isEmpty {
             copy[keyPath: secret] = "<redacted>"
         }
-        return try YAMLEncoder().encode(copy)
+        for (name, value) in copy.kafka.properties { copy.kafka.properties[name] = SecretProperties.redacted(name, value) }
+        return copy
     }
 }

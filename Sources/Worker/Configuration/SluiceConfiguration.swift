@@ -1,5 +1,6 @@
 import AuditLog
 import KafkaClient
+import Logging
 
 /// Everything a Sluice process can be configured with.
 ///
@@ -13,14 +14,26 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
     public var audit: Audit
     public var worker: WorkerSettings
     public var knowledge: KnowledgeSettings
+    public var log: LogSettings
 
     public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit(), worker: WorkerSettings = WorkerSettings(),
-                knowledge: KnowledgeSettings = KnowledgeSettings()) {
+                knowledge: KnowledgeSettings = KnowledgeSettings(), log: LogSettings = LogSettings()) {
         self.kafka = kafka
         self.topics = topics
         self.audit = audit
         self.worker = worker
         self.knowledge = knowledge
+        self.log = log
+    }
+
+    /// The worker's logs.
+    public struct LogSettings: Codable, Sendable, Equatable {
+        /// `text` (one human-readable line per event) or `json` (one JSON object per line).
+        public var format: String = "text"
+        /// `trace`, `debug`, `info`, `notice`, `warning`, `error` or `critical`.
+        public var level: String = "info"
+
+        public init() {}
     }
 
     /// Grounded answering: where the bank's knowledge base is, how passages are retrieved and
@@ -113,6 +126,10 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         public var commitIntervalMs: Int = 500
         /// HTTP port of /metrics, /healthz and /readyz (0: off).
         public var metricsPort: Int = 9400
+        /// `/healthz` fails when audit writes have failed, without one success, for this long.
+        public var auditUnhealthyAfterMs: Int = 60_000
+        /// `/healthz` fails when the scheduler has had work and made no step for this long.
+        public var schedulerStallMs: Int = 120_000
         /// The end-to-end latency objective (p99), exported for the latency alert.
         public var latencyObjectiveMs: Int = 30_000
 
@@ -143,6 +160,8 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
             case gracePeriodMs = "grace_period_ms"
             case commitIntervalMs = "commit_interval_ms"
             case metricsPort = "metrics_port"
+            case auditUnhealthyAfterMs = "audit_unhealthy_after_ms"
+            case schedulerStallMs = "scheduler_stall_ms"
             case latencyObjectiveMs = "latency_objective_ms"
         }
     }
@@ -217,6 +236,9 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         /// Base64 HMAC key (>= 16 bytes) for customer pseudonyms. Empty: a fixed development
         /// key, with a warning — set a secret one in production (SLUICE_AUDIT_PSEUDONYM_KEY).
         public var pseudonymKey: String = ""
+        /// Lets `sluice run` start without `pseudonym_key`, on a fixed public development key
+        /// (pseudonyms anyone can recompute). For development and tests only.
+        public var allowDevelopmentKeys: Bool = false
         /// Base64 AES-256 key; when set, original prompts are stored sealed for `sluice audit reveal`.
         public var sealingKey: String = ""
         /// Base64 Ed25519 private key that signs checkpoints (`sluice audit keygen` makes one).
@@ -239,6 +261,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         enum CodingKeys: String, CodingKey {
             case db
             case pseudonymKey = "pseudonym_key"
+            case allowDevelopmentKeys = "allow_development_keys"
             case sealingKey = "sealing_key"
             case signingKey = "signing_key"
             case checkpointEvery = "checkpoint_every"
@@ -294,7 +317,11 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         if !(0...1).contains(w.escalationThreshold) { throw fail("worker.escalation_threshold", "must be 0...1") }
         if w.latencyObjectiveMs <= 0 { throw fail("worker.latency_objective_ms", "must be > 0") }
         if !(0...65_535).contains(w.metricsPort) { throw fail("worker.metrics_port", "must be 0...65535") }
+        if w.auditUnhealthyAfterMs < 0 { throw fail("worker.audit_unhealthy_after_ms", "must not be negative") }
+        if w.schedulerStallMs < 1_000 { throw fail("worker.scheduler_stall_ms", "must be at least 1000") }
         if w.gracePeriodMs < 0 || w.commitIntervalMs < 10 { throw fail("worker.grace_period_ms", "grace period ≥ 0, commit interval ≥ 10 ms") }
+        if !["text", "json"].contains(log.format) { throw fail("log.format", "must be text or json") }
+        if Logger.Level(rawValue: log.level) == nil { throw fail("log.level", "must be trace, debug, info, notice, warning, error or critical") }
         let k = knowledge
         if AnswerPipeline.Mode(rawValue: k.answerMode) == nil {
             throw fail("knowledge.answer_mode", "must be one of \(AnswerPipeline.Mode.allCases.map(\.rawValue).joined(separator: ", "))")

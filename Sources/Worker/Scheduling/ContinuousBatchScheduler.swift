@@ -69,6 +69,11 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     private var active: [Int: (job: ScheduledJob, startedAt: Date)] = [:]
     private var nextID = 0
     private var stopping = false
+    private var stopDeadline = Date.distantFuture
+    /// When the loop last finished a step (or found nothing to do); for the stall check.
+    private var lastProgress = ContinuousClock.now
+    /// Running jobs cancelled because the stop deadline passed.
+    private var cancelledAtStop: [KafkaTopicPartitionOffset] = []
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
     /// Told the batch size and duration of every decoding step (metrics).
@@ -77,6 +82,13 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     public init(backend: any GenerationBackend, settings: Settings) {
         self.backend = backend
         self.settings = settings
+    }
+
+    /// How long the scheduler has had work without finishing a step; nil when it has none.
+    public var stalledFor: Duration? {
+        condition.lock()
+        defer { condition.unlock() }
+        return queue.isEmpty && active.isEmpty ? nil : ContinuousClock.now - lastProgress
     }
 
     /// Queued plus running requests.
@@ -114,30 +126,48 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         self.thread = thread
     }
 
-    /// Stops taking new work, finishes running sequences (queued ones are not started), and
-    /// returns when the loop has exited.
-    public func stop() {
+    /// Stops taking new work and returns the records it hands back: queued jobs at once (never
+    /// started), and sequences still running at `deadline`, which are cancelled then. Their
+    /// `onFinish` is never called; the caller abandons them (not committed: the partition's next
+    /// owner answers them). Returns when the loop has exited — at most one step past `deadline`.
+    @discardableResult
+    public func stop(until deadline: Date = .distantFuture) -> [KafkaTopicPartitionOffset] {
         condition.lock()
         stopping = true
+        stopDeadline = deadline
+        let queued = queue.map(\.request.source)
+        queue = []
         condition.signal()
         condition.unlock()
         if thread != nil { finished.wait() }
+        condition.lock()
+        defer { condition.unlock() }
+        return queued + cancelledAtStop
     }
 
     private func run() {
         defer { finished.signal() }
         while true {
             condition.lock()
-            if active.isEmpty && queue.isEmpty && !stopping { condition.wait() }
+            if active.isEmpty && queue.isEmpty && !stopping {
+                condition.wait()
+                lastProgress = .now  // new work arrived: the clock starts now
+            }
             // When idle, give a burst a moment to arrive so it starts as one batch.
             if active.isEmpty, !queue.isEmpty, queue.count < settings.maxBatchSize, settings.maxWait > 0, !stopping {
                 _ = condition.wait(until: Date().addingTimeInterval(settings.maxWait))
             }
             if stopping && active.isEmpty {
-                let abandoned = queue
-                queue = []
                 condition.unlock()
-                _ = abandoned  // not started: their offsets stay uncommitted and are redelivered
+                return
+            }
+            if stopping && Date() >= stopDeadline {
+                // Out of time: running sequences are cancelled and handed back, never answered.
+                let running = active
+                active = [:]
+                cancelledAtStop = running.values.map(\.job.request.source)
+                condition.unlock()
+                for id in running.keys { backend.cancel(id) }
                 return
             }
             let expired = takeExpired(now: Date())
@@ -164,6 +194,9 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                 let stepStart = ContinuousClock.now
                 let events = try backend.step()
                 onStep?(batch, ContinuousClock.now - stepStart)
+                condition.lock()
+                lastProgress = .now
+                condition.unlock()
                 for event in events {
                     guard case .finished(let id, let completion) = event else { continue }
                     condition.lock()

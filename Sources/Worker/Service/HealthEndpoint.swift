@@ -6,29 +6,41 @@ import Hummingbird
 struct HealthEndpoint {
     let metrics: WorkerMetrics
     let isReady: @Sendable () -> Bool
-    /// Why the process can no longer serve (a fatal client error), if it cannot.
-    let fatalReason: @Sendable () -> String?
+    let health: HealthMonitor
     let port: Int
 
     func run() async throws {
         let router = Router()
         let metrics = self.metrics
         let isReady = self.isReady
-        let fatalReason = self.fatalReason
+        let health = self.health
+        @Sendable func failing() -> [(HealthMonitor.Condition, String)] {
+            let conditions = health.failing()
+            for condition in HealthMonitor.Condition.allCases {
+                metrics.health(condition).set(Double(conditions.contains { $0.0 == condition } ? 1 : 0))
+            }
+            return conditions
+        }
         router.get("metrics") { _, _ -> Response in
-            Response(
+            _ = failing()
+            return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.render())))
         }
         router.get("healthz") { _, _ -> Response in
-            if let reason = fatalReason() {
-                return Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: "unhealthy: \(reason)\n")))
+            let conditions = failing()
+            guard conditions.isEmpty else {
+                let text = conditions.map { "unhealthy: \($0.0.rawValue): \($0.1)\n" }.joined()
+                return Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: text)))
             }
             return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ok\n")))
         }
         router.get("readyz") { _, _ -> Response in
-            isReady()
+            if health.auditFailing {
+                return Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: "not ready: audit writes are failing\n")))
+            }
+            return isReady()
                 ? Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "ready\n")))
                 : Response(status: .serviceUnavailable, body: ResponseBody(byteBuffer: ByteBuffer(string: "not ready: no partitions assigned\n")))
         }

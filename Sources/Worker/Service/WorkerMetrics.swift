@@ -23,6 +23,7 @@ public final class WorkerMetrics: Sendable {
     private let requestCounters: Mutex<[String: Counter]> = Mutex([:])
     private let escalationCounters: Mutex<[String: Counter]> = Mutex([:])
     private let lagGauges: Mutex<[KafkaTopicPartition: Gauge]> = Mutex([:])
+    private let healthGauges: Mutex<[String: Gauge]> = Mutex([:])
 
     /// `sluice_<metric>_<unit>`; an empty unit for counts without one (gauges of requests, 0/1 flags, info).
     private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
@@ -84,6 +85,18 @@ public final class WorkerMetrics: Sendable {
     }
 
     /// `sluice_consumer_lag_messages{topic,partition}`.
+    /// 1 while a `/healthz` condition holds (`sluice_health_failing{condition=…}`).
+    func health(_ condition: HealthMonitor.Condition) -> Gauge {
+        healthGauges.withLock { gauges in
+            if let gauge = gauges[condition.rawValue] { return gauge }
+            let gauge = registry.makeGauge(
+                descriptor: Self.name("health_failing", "", "1 while this /healthz condition holds (the worker reports unhealthy)."),
+                labels: [("condition", condition.rawValue)])
+            gauges[condition.rawValue] = gauge
+            return gauge
+        }
+    }
+
     func lag(_ partition: KafkaTopicPartition) -> Gauge {
         lagGauges.withLock { gauges in
             if let gauge = gauges[partition] { return gauge }

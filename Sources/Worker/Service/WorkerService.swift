@@ -24,6 +24,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let topics: TopicDirectory
     let destinations: ReplyDestinationPolicy
     let fatal = FatalLatch()
+    /// The conditions behind /healthz and /readyz.
+    public let health: HealthMonitor
     /// Value bytes a dead-letter copy keeps (from the producer's `message.max.bytes`).
     let deadLetterValueBytes: Int
     let shutdown = ShutdownFlag()
@@ -90,6 +92,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         destinations = ReplyDestinationPolicy(
             defaultTopic: configuration.topics.replies, allowed: worker.replyTopics,
             forbidden: configuration.topics.requests + [configuration.topics.escalations, configuration.topics.deadLetters])
+        let maxPollInterval = configuration.kafka.properties["max.poll.interval.ms"].flatMap { Int($0) } ?? 300_000
+        health = HealthMonitor(
+            fatal: fatal, auditFailureLimit: .milliseconds(worker.auditUnhealthyAfterMs),
+            consumeStallLimit: .milliseconds(maxPollInterval / 2), schedulerStallLimit: .milliseconds(worker.schedulerStallMs),
+            schedulerStall: { [scheduler] in scheduler.stalledFor })
         metrics = WorkerMetrics(model: backend.identity, worker: workerID, latencyObjective: .milliseconds(configuration.worker.latencyObjectiveMs))
         let metrics = self.metrics
         scheduler.onStep = { batch, duration in
@@ -122,10 +129,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let committer = Task { await commitPeriodically() }
         let lag = Task { await measureLag() }
         let port = configuration.worker.metricsPort
-        let endpoint = port > 0 ? Task { [metrics, state] in
+        let endpoint = port > 0 ? Task { [metrics, state, health] in
             do {
                 try await HealthEndpoint(
-                    metrics: metrics, isReady: { !state.withLock { state.assigned.isEmpty } }, fatalReason: { [fatal] in fatal.reason }, port: port
+                    metrics: metrics, isReady: { !state.withLock { state.assigned.isEmpty } }, health: health, port: port
                 ).run()
             } catch {
                 logger.error("metrics endpoint failed", metadata: ["port": "\(port)", "error": "\(error)"])
@@ -134,7 +141,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let loop = Task { [self] in
             do {
                 for try await message in consumer.messages {
+                    health.beginHandling()
                     await handle(message)
+                    health.endHandling()
                 }
             } catch {
                 fatal.trip("consumer failed: \(error)")
@@ -143,9 +152,17 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
         fatal.onTrip { loop.cancel() }
         await withTaskCancellationHandler { await loop.value } onCancel: { loop.cancel() }
-        logger.info("stopping: no new requests; finishing running ones")
-        scheduler.stop()
+        // Bounded by the grace period end to end: queued requests are handed back at once,
+        // running ones get until the deadline (then are cancelled and handed back), publishing
+        // and audit get what is left.
         let deadline = Date().addingTimeInterval(Double(configuration.worker.gracePeriodMs) / 1000)
+        logger.info("stopping: no new requests; finishing running ones", metadata: ["grace_ms": "\(configuration.worker.gracePeriodMs)"])
+        let handedBack = await withCheckedContinuation { continuation in
+            let scheduler = self.scheduler
+            Thread.detachNewThread { continuation.resume(returning: scheduler.stop(until: deadline)) }
+        }
+        state.abandon(handedBack)
+        if !handedBack.isEmpty { logger.info("requests handed back unanswered", metadata: ["count": "\(handedBack.count)"]) }
         await publishing.waitUntilIdle(deadline: deadline)
         shutdown.set()
         committer.cancel()
@@ -553,6 +570,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 
     private func reject(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) async {
+        logger.info("request rejected", metadata: [
+            "code": "\(rejection.code)", "request_id": "\(rejection.requestID ?? "")",
+            "record": "\(message.topic):\(message.partition):\(message.offset)",
+        ])
         var notes: [String] = []
         var repliedTo: (topic: String, partition: Int32?)?
         if let replyTopic = rejection.replyTopic, destinations.refusal(replyTopic) == nil {
@@ -601,6 +622,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// A request id already answered from another record (a client's retry under a new
     /// record): the reply says so and names the original; audited under this record's position.
     private func answerDuplicate(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: AuditRecord) {
+        logger.info("duplicate request id: answered with the first record's outcome", metadata: [
+            "request_id": "\(request.requestID)", "original": "\(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1)",
+        ])
         publishing.begin()
         Task {
             defer { self.publishing.end() }
@@ -721,9 +745,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             do {
                 let result = try await auditBatcher.record(entry)
                 metrics.auditWrite.record(ContinuousClock.now - start)
+                health.auditWrite(succeeded: true)
                 return result
             } catch {
                 metrics.auditFailures.increment()
+                health.auditWrite(succeeded: false)
                 logger.error("audit write failed; retrying (offsets stay uncommitted)", metadata: ["attempt": "\(backoff.attempts + 1)", "error": "\(error)"])
                 guard await backoff.wait() else { return nil }
             }

@@ -111,9 +111,11 @@ struct MockFaultTests {
     func healthReportsFatal() async throws {
         let port = try freeLocalPort()
         let latch = FatalLatch()
+        let health = HealthMonitor(fatal: latch, auditFailureLimit: .seconds(60), consumeStallLimit: .seconds(60), schedulerStallLimit: .seconds(60),
+                                   schedulerStall: { nil })
         let endpoint = Task {
             try await HealthEndpoint(metrics: WorkerMetrics(model: ModelIdentity(name: "echo", quantization: "-", sha256: "-"), worker: "w", latencyObjective: .seconds(1)),
-                                     isReady: { true }, fatalReason: { latch.reason }, port: port).run()
+                                     isReady: { true }, health: health, port: port).run()
         }
         defer { endpoint.cancel() }
         let url = "http://127.0.0.1:\(port)/healthz"
@@ -127,7 +129,7 @@ struct MockFaultTests {
         #expect(healthy.0 == 200)
         latch.trip("producer: fatal")
         let (code, body) = try await WorkerEndpointTests.get(url)
-        #expect(code == 503 && body.contains("producer: fatal"))
+        #expect(code == 503 && body.contains("fatal_client_error: producer: fatal"))
     }
 }
 

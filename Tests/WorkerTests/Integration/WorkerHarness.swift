@@ -72,6 +72,7 @@ final class WorkerHarness: @unchecked Sendable {
             "SLUICE_TOPICS_ESCALATIONS": escalationsTopic,
             "SLUICE_TOPICS_DEAD_LETTERS": deadLettersTopic,
             "SLUICE_AUDIT_DB": auditPath,
+            "SLUICE_AUDIT_ALLOW_DEVELOPMENT_KEYS": "true",
             "SLUICE_KNOWLEDGE_DB": knowledgePath,
             "SLUICE_WORKER_MODEL": model,
             "SLUICE_WORKER_MODEL_SHA256": model.hasSuffix(".gguf") ? "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818" : "",

@@ -306,6 +306,16 @@ struct OperationsFileTests {
         #expect(status == 0, "\(output)")
         #expect(output.contains("group_id: from-the-environment") && output.contains("flag-host:9092"))
         #expect(!output.contains("hunter2-secret") && output.contains("sasl_password: <redacted>"))
+        // librdkafka properties that hold secrets are redacted too; the others are shown.
+        environment["SLUICE_KAFKA_PROPERTIES"] = "ssl.key.password=topsecret-1,ssl.key.pem=topsecret-2,sasl.oauthbearer.client.secret=topsecret-3,linger.ms=7"
+        let (_, properties) = try Ops.run(try Ops.sluiceBinary(), ["config", "check"], environment: environment)
+        #expect(!properties.contains("topsecret") && properties.contains("ssl.key.password: <redacted>"), "\(properties)")
+        #expect(properties.contains("linger.ms: '7'") || properties.contains("linger.ms: \"7\""), "\(properties)")
+        environment["SLUICE_KAFKA_PROPERTIES"] = nil
+
+        // Without a pseudonym key, `sluice run` refuses to start unless development keys are allowed.
+        let (refused, reason) = try Ops.run(try Ops.sluiceBinary(), ["run", "--brokers", "127.0.0.1:1", "--model", "echo"], environment: environment)
+        #expect(refused != 0 && reason.contains("audit.pseudonym_key is not set"), "\(reason)")
 
         environment["SLUICE_WORKER_MAX_BATCH_SIZE"] = "many"
         let (failed, message) = try Ops.run(try Ops.sluiceBinary(), ["config", "check"], environment: environment)

@@ -29,9 +29,28 @@ struct RunCommand: AsyncParsableCommand {
         if let metricsPort { overrides["worker.metrics_port"] = String(metricsPort) }
         if model == "echo" { overrides["worker.model_sha256"] = "" }
         let configuration = try common.loadConfiguration(overrides: overrides)
-        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        if configuration.audit.pseudonymKey.isEmpty && !configuration.audit.allowDevelopmentKeys {
+            throw ValidationError(
+                "audit.pseudonym_key is not set: customer pseudonyms would use the public development key. "
+                    + "Set SLUICE_AUDIT_PSEUDONYM_KEY (`sluice audit keygen` prints one), or audit.allow_development_keys: true "
+                    + "(SLUICE_AUDIT_ALLOW_DEVELOPMENT_KEYS=true) for development.")
+        }
+        let level = Logger.Level(rawValue: configuration.log.level) ?? .info
+        if configuration.log.format == "json" {
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        } else {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
         var logger = Logger(label: "sluice.worker")
-        logger.logLevel = .info
+        logger.logLevel = level
 
         try Librdkafka.checkVersion()
         ComputePool.reuseLargeAllocations()

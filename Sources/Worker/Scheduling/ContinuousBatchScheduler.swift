@@ -53,6 +53,12 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         public var aging: TimeInterval
         public var stopStrings: [String]
 
+        /// The worker's settings (`worker.*`); `queueCapacity` overrides `worker.queue_capacity`.
+        public init(_ worker: SluiceConfiguration.WorkerSettings, queueCapacity: Int? = nil) {
+            self.init(maxBatchSize: worker.maxBatchSize, maxWait: Double(worker.maxWaitMs) / 1000,
+                      queueCapacity: queueCapacity ?? worker.queueCapacity, aging: Double(worker.agingMs) / 1000, stopStrings: worker.stopStrings)
+        }
+
         public init(maxBatchSize: Int, maxWait: TimeInterval, queueCapacity: Int, aging: TimeInterval, stopStrings: [String] = []) {
             self.maxBatchSize = maxBatchSize
             self.maxWait = maxWait

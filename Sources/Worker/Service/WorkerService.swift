@@ -78,9 +78,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             })
         consumerHolder.consumer = consumer
         self.consumer = consumer
-        scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(
-            maxBatchSize: worker.maxBatchSize, maxWait: Double(worker.maxWaitMs) / 1000,
-            queueCapacity: worker.queueCapacity, aging: Double(worker.agingMs) / 1000, stopStrings: worker.stopStrings))
+        scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(worker))
         schedulerHolder.scheduler = scheduler
         answers = try AnswerPipeline(configuration: configuration, backend: backend)
         policy = answers.policy
@@ -514,16 +512,20 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.confidence = decision.confidence
         record.route = decision.escalate ? .escalated : .auto
         record.escalationReason = decision.reason
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         if let version = decision.knowledgeVersion {
             reply.knowledge = .init(version: version, passages: decision.passageIDs)
             reply.escalationReasons = decision.reasons
             reply.decision = decision.parts
+            // Canonical JSON (sorted keys) in the audit row.
+            func json(_ value: some Encodable) -> String? {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) }
+            }
             record.knowledgeVersion = version
-            record.knowledgePassages = (try? encoder.encode(decision.passageIDs)).map { String(decoding: $0, as: UTF8.self) }
-            record.escalationReasons = (try? encoder.encode(decision.reasons)).map { String(decoding: $0, as: UTF8.self) }
-            record.decisionParts = (try? encoder.encode(decision.parts)).map { String(decoding: $0, as: UTF8.self) }
+            record.knowledgePassages = json(decision.passageIDs)
+            record.escalationReasons = json(decision.reasons)
+            record.decisionParts = json(decision.parts)
         }
         return decision.text
     }

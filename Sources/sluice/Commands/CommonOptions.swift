@@ -17,8 +17,14 @@ struct CommonOptions: ParsableArguments {
 
     /// Loads the configuration, turning configuration errors into a clean exit.
     func loadConfiguration(overrides: [String: String]) throws -> SluiceConfiguration {
+        try Self.load(file: config, overrides: overrides)
+    }
+
+    /// Loads `file` (or the default) with `overrides`, a configuration error becoming a clean
+    /// exit that names the key.
+    static func load(file: String?, overrides: [String: String] = [:]) throws -> SluiceConfiguration {
         do {
-            return try ConfigurationLoader().load(file: config, overrides: overrides)
+            return try ConfigurationLoader().load(file: file, overrides: overrides)
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }

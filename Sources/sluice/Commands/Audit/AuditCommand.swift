@@ -27,11 +27,7 @@ struct AuditOptions: ParsableArguments {
     func configuration() throws -> SluiceConfiguration {
         var overrides: [String: String] = [:]
         if let db { overrides["audit.db"] = db }
-        do {
-            return try ConfigurationLoader().load(file: config, overrides: overrides)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
-        }
+        return try CommonOptions.load(file: config, overrides: overrides)
     }
 
     func openForReading() throws -> AuditDatabase {

@@ -45,21 +45,14 @@ struct EvalCommand: AsyncParsableCommand {
             temporary = directory
         }
         defer { if let temporary { try? FileManager.default.removeItem(at: temporary) } }
-        let configuration: SluiceConfiguration
-        do {
-            configuration = try ConfigurationLoader().load(file: config, overrides: overrides)
-        } catch let error as ConfigurationError {
-            throw ValidationError(error.description)
-        }
+        let configuration = try CommonOptions.load(file: config, overrides: overrides)
         guard !configuration.knowledge.db.isEmpty else { throw ValidationError("sluice eval needs a knowledge base: --kb FILE or knowledge.db") }
         ComputePool.reuseLargeAllocations()
         if configuration.worker.threads > 0 { ComputePool.setThreads(configuration.worker.threads) }
         let backend = try ModelBackend(path: configuration.worker.model, expectedSHA256: configuration.worker.modelSha256, maxContext: configuration.worker.maxContext)
         let pipeline = try AnswerPipeline(configuration: configuration, backend: backend)
         let worker = configuration.worker
-        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(
-            maxBatchSize: worker.maxBatchSize, maxWait: Double(worker.maxWaitMs) / 1000,
-            queueCapacity: max(worker.queueCapacity, cases.count), aging: Double(worker.agingMs) / 1000, stopStrings: worker.stopStrings))
+        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(worker, queueCapacity: max(worker.queueCapacity, cases.count)))
         scheduler.start()
         let started = Date()
         let results: [EvalResult]

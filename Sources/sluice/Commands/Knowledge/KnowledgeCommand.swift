@@ -21,11 +21,7 @@ struct KnowledgeCommand: ParsableCommand {
             if let explicit = self.db {
                 db = explicit
             } else {
-                do {
-                    db = try ConfigurationLoader().load(file: config).knowledge.db
-                } catch let error as ConfigurationError {
-                    throw ValidationError(error.description)
-                }
+                db = try CommonOptions.load(file: config).knowledge.db
                 guard !db.isEmpty else { throw ValidationError("knowledge.db is empty: pass --db FILE") }
             }
             let directory = URL(fileURLWithPath: db).deletingLastPathComponent().path

@@ -42,6 +42,38 @@ public struct WorkerFatalError: Error, CustomStringConvertible {
     public var description: String { "fatal: \(reason)" }
 }
 
+/// The moment a graceful shutdown must be over (`worker.grace_period_ms` after it began).
+/// Every shutdown phase — the final revocation's wait included — gets only what is left,
+/// so the whole stop is bounded however long one phase takes.
+final class ShutdownDeadline: Sendable {
+    private let deadline = Mutex<Date?>(nil)
+
+    /// Starts the clock (once); returns the deadline.
+    @discardableResult
+    func begin(grace: TimeInterval) -> Date {
+        deadline.withLock { current in
+            if let current { return current }
+            let end = Date().addingTimeInterval(grace)
+            current = end
+            return end
+        }
+    }
+
+    /// The earlier of `now + grace` and the shutdown deadline (when shutting down).
+    func bound(grace: TimeInterval) -> Date {
+        let limit = Date().addingTimeInterval(grace)
+        return deadline.withLock { $0.map { min($0, limit) } ?? limit }
+    }
+
+    /// Time left before the deadline, at least `floor` (for calls that need a moment even
+    /// when the deadline passed, e.g. leaving the group).
+    func remaining(atLeast floor: Duration) -> Duration {
+        guard let end = deadline.withLock({ $0 }) else { return floor }
+        let left = Duration.milliseconds(Int64(end.timeIntervalSinceNow * 1000))
+        return max(left, floor)
+    }
+}
+
 /// Set when the grace period is over: retry loops still waiting give up (their records are
 /// not committed, so the partition's next owner answers them).
 final class ShutdownFlag: Sendable {
@@ -150,5 +182,13 @@ struct EscalationTranscript: Encodable {
         try container.encode(confidence, forKey: .confidence)
         try container.encode(transcript, forKey: .transcript)
         try container.encode(worker, forKey: .worker)
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down (for logs and librdkafka timeouts).
+    var wholeMilliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 }

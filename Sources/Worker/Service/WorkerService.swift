@@ -29,6 +29,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// Value bytes a dead-letter copy keeps (from the producer's `message.max.bytes`).
     let deadLetterValueBytes: Int
     let shutdown = ShutdownFlag()
+    let stopping = ShutdownDeadline()
     let workerID: String
     let templateVersion: String
     let logger: Logger
@@ -53,6 +54,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let gracePeriod = Double(worker.gracePeriodMs) / 1000
         let consumerHolder = ConsumerReference()
         let schedulerHolder = SchedulerReference()
+        let stopping = self.stopping
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 client: client, groupID: configuration.kafka.groupId,
@@ -71,7 +73,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 // Queued requests of these partitions never started: hand them over now
                 // rather than answering them while the next owner does too.
                 state.abandon(schedulerHolder.scheduler?.dropQueued(from: revoked) ?? [])
-                if !lost { _ = state.waitUntilIdle(revoked, deadline: Date().addingTimeInterval(gracePeriod)) }
+                if !lost { _ = state.waitUntilIdle(revoked, deadline: stopping.bound(grace: gracePeriod)) }
                 let offsets = state.committable(of: revoked)
                 state.revoke(partitions)
                 if !lost { try? consumerHolder.consumer?.commitBlocking(offsets) }
@@ -153,7 +155,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // Bounded by the grace period end to end: queued requests are handed back at once,
         // running ones get until the deadline (then are cancelled and handed back), publishing
         // and audit get what is left.
-        let deadline = Date().addingTimeInterval(Double(configuration.worker.gracePeriodMs) / 1000)
+        let began = ContinuousClock.now
+        let deadline = stopping.begin(grace: Double(configuration.worker.gracePeriodMs) / 1000)
         logger.info("stopping: no new requests; finishing running ones", metadata: ["grace_ms": "\(configuration.worker.gracePeriodMs)"])
         let handedBack = await withCheckedContinuation { continuation in
             let scheduler = self.scheduler
@@ -164,7 +167,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         await publishing.waitUntilIdle(deadline: deadline)
         shutdown.set()
         committer.cancel()
-        try? await producer.flush(timeout: .seconds(10))
+        let drained = ContinuousClock.now - began
+        // What is left of the grace period (at least a moment each) for the tail: deliver what
+        // was sent, commit what is finished, leave the group so the partitions move at once.
+        try? await producer.flush(timeout: stopping.remaining(atLeast: .milliseconds(500)))
         // A final synchronous commit of everything finished (async commits may still be in flight).
         let finished = state.committable(of: state.withLock { state.assigned })
         if !finished.isEmpty {
@@ -175,7 +181,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
         }
         try? await consumer.close()
-        try? await producer.close()
+        try? await producer.close(timeout: stopping.remaining(atLeast: .milliseconds(500)))
+        logger.info("shutdown phases", metadata: [
+            "drain_ms": "\(drained.wholeMilliseconds)", "total_ms": "\((ContinuousClock.now - began).wholeMilliseconds)",
+        ])
         events.cancel()
         lag.cancel()
         endpoint?.cancel()

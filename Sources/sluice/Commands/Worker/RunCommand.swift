@@ -70,12 +70,21 @@ struct RunCommand: AsyncParsableCommand {
         let worker = try WorkerService(configuration: configuration, backend: backend, audit: audit, logger: logger)
 
         let task = Task { try await worker.run() }
+        // The last resort behind the grace period: if the orderly stop (bounded phase by phase)
+        // has not ended 4 s after the grace period, exit 0 anyway. Nothing unfinished was
+        // committed, so the partitions' next owner answers it.
+        let overrun = Double(configuration.worker.gracePeriodMs) / 1000 + 4
         let signals = [SIGTERM, SIGINT].map { signal -> any DispatchSourceSignal in
             Foundation.signal(signal, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
             source.setEventHandler {
                 logger.info("signal received: shutting down", metadata: ["signal": "\(signal)"])
                 task.cancel()
+                DispatchQueue.global().asyncAfter(deadline: .now() + overrun) { [logger] in
+                    logger.error("shutdown overran the grace period; exiting now (unfinished requests stay uncommitted)",
+                                 metadata: ["after_s": "\(overrun)"])
+                    Foundation.exit(0)
+                }
             }
             source.resume()
             return source

@@ -38,7 +38,7 @@ final class ScriptedBackend: GenerationBackend {
 struct SchedulingTests {
     static func request(_ prompt: String, priority: InferenceRequest.Priority = .interactive, deadline: Date? = nil, offset: Int64 = 0) -> InferenceRequest {
         InferenceRequest(
-            requestID: prompt, prompt: prompt, messages: nil, replyTopic: "r", replyPartition: nil, correlationID: nil, conversationID: nil,
+            requestID: prompt, prompt: prompt, messages: nil, replyTopic: "r", replyPartition: nil, correlationID: nil, trace: RequestTrace(headers: []), conversationID: nil,
             customerRef: nil, channel: nil, maxTokens: 4, temperature: 0, topP: 1, seed: 0, deadline: deadline, priority: priority, metadata: nil,
             source: KafkaTopicPartitionOffset(topic: "t", partition: 0, offset: offset), receivedAt: Date())
     }

@@ -157,6 +157,11 @@ enum AuditMigrations {
                 ALTER TABLE audit_records ADD COLUMN decision_parts TEXT;
                 """)
         }
+        migrator.registerMigration("v4: trace of each request") { db in
+            // The W3C trace id, so an auditor can follow a request across the producer's
+            // services. Hashed only when set.
+            try db.execute(sql: "ALTER TABLE audit_records ADD COLUMN trace_id TEXT")
+        }
         return migrator
     }
 }

@@ -10,6 +10,7 @@ public struct AuditFilter: Sendable {
     public var escalatedOnly = false
     public var requestID: String?
     public var conversationID: String?
+    public var traceID: String?
     public var minConfidence: Double?
     public var maxConfidence: Double?
     public var limit: Int?
@@ -24,6 +25,7 @@ public struct AuditFilter: Sendable {
         if escalatedOnly { request = request.filter(Column("route") == AuditRecord.Route.escalated.rawValue) }
         if let requestID { request = request.filter(Column("request_id") == requestID) }
         if let conversationID { request = request.filter(Column("conversation_id") == conversationID) }
+        if let traceID { request = request.filter(Column("trace_id") == traceID) }
         if let minConfidence { request = request.filter(Column("confidence") >= minConfidence) }
         if let maxConfidence { request = request.filter(Column("confidence") <= maxConfidence) }
         if let limit { request = request.limit(limit) }

@@ -58,6 +58,9 @@ public struct AuditRecord: Sendable, Equatable {
     public var knowledgePassages: String?
     public var escalationReasons: String?
     public var decisionParts: String?
+    /// The W3C trace id (32 hex digits) the request was processed under (schema v4): the
+    /// producer's when it sent a `traceparent` header, else one the worker started.
+    public var traceID: String?
     /// When the row was committed (the append transaction's date).
     public var recordedAt: Date = Date(timeIntervalSince1970: 0)
     public var prevHash: String = ""
@@ -79,7 +82,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
     var storedFields: [(String, CanonicalValue)] { baseFields + addedFields }
 
     static let addedFieldNames: Set<String> = [
-        "reply_topic", "reply_partition", "knowledge_version", "knowledge_passages", "escalation_reasons", "decision_parts",
+        "reply_topic", "reply_partition", "knowledge_version", "knowledge_passages", "escalation_reasons", "decision_parts", "trace_id",
     ]
 
     private var addedFields: [(String, CanonicalValue)] {
@@ -87,6 +90,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
             ("reply_topic", .text(replyTopic)), ("reply_partition", .integer(replyPartition)),
             ("knowledge_version", .text(knowledgeVersion)), ("knowledge_passages", .text(knowledgePassages)),
             ("escalation_reasons", .text(escalationReasons)), ("decision_parts", .text(decisionParts)),
+            ("trace_id", .text(traceID)),
         ]
     }
 
@@ -183,6 +187,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
         knowledgePassages = row["knowledge_passages"]
         escalationReasons = row["escalation_reasons"]
         decisionParts = row["decision_parts"]
+        traceID = row["trace_id"]
         recordedAt = try time("recorded_at")
         prevHash = row["prev_hash"]
         rowHash = row["row_hash"]

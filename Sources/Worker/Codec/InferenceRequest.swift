@@ -18,6 +18,8 @@ public struct InferenceRequest: Sendable {
     public var replyPartition: Int32?
     /// Echoed in reply headers (`correlation-id`, and `kafka_correlationId` for Spring).
     public var correlationID: [UInt8]?
+    /// The W3C trace (from `traceparent`, or started here).
+    public var trace: RequestTrace
     public var conversationID: String?
     public var customerRef: String?
     public var channel: String?
@@ -41,6 +43,7 @@ public struct RequestRejection: Error, Sendable {
     public var replyTopic: String?
     public var replyPartition: Int32?
     public var correlationID: [UInt8]?
+    public var trace: RequestTrace
 }
 
 /// Limits applied while decoding (from configuration). Each is enforced before the value
@@ -122,7 +125,9 @@ struct RequestEnvelope: Decodable {
 /// Nothing a record holds can make it trap: numbers convert exactly or are rejected.
 public enum RequestCodec {
     public static func decode(_ record: KafkaConsumerMessage, limits: RequestLimits, now: Date = Date()) throws(RequestRejection) -> InferenceRequest {
-        var rejection = RequestRejection(code: "", message: "", requestID: nil, replyTopic: limits.defaultTopic, replyPartition: nil, correlationID: nil)
+        var rejection = RequestRejection(
+            code: "", message: "", requestID: nil, replyTopic: limits.defaultTopic, replyPartition: nil, correlationID: nil,
+            trace: RequestTrace(headers: record.headers))
         func reject(_ code: String, _ message: String) -> RequestRejection {
             rejection.code = code
             rejection.message = message
@@ -236,7 +241,7 @@ public enum RequestCodec {
         }
         return InferenceRequest(
             requestID: requestID, prompt: prompt, messages: body.messages, replyTopic: rejection.replyTopic ?? limits.defaultTopic,
-            replyPartition: rejection.replyPartition, correlationID: rejection.correlationID, conversationID: body.conversationID,
+            replyPartition: rejection.replyPartition, correlationID: rejection.correlationID, trace: rejection.trace, conversationID: body.conversationID,
             customerRef: body.customerRef, channel: body.channel, maxTokens: maxTokens,
             temperature: temperature, topP: topP, seed: seed, deadline: deadline, priority: priority,
             metadata: metadata, source: KafkaTopicPartitionOffset(topic: record.topic, partition: record.partition, offset: record.offset),

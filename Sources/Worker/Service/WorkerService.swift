@@ -266,7 +266,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // Reply destinations are policy; an unusable one gets its error reply on the default topic.
         func unusable(_ code: String, _ text: String) -> RequestRejection {
             RequestRejection(code: code, message: text, requestID: request.requestID, replyTopic: limits.defaultTopic,
-                             replyPartition: nil, correlationID: request.correlationID)
+                             replyPartition: nil, correlationID: request.correlationID, trace: request.trace)
         }
         if let refusal = destinations.refusal(request.replyTopic) {
             rejectInBackground(message, unusable("reply_topic_not_allowed", refusal))
@@ -300,7 +300,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         if let original = try? audit.record(requestID: request.requestID) {
             if original.topic == message.topic, original.partition == Int64(message.partition), original.offset == message.offset {
                 // The same record again (redelivered after a crash or rebalance): already answered.
-                logger.info("request already answered; skipping", metadata: ["request_id": "\(request.requestID)"])
+                logger.info("request already answered; skipping", metadata: ["request_id": "\(request.requestID)", "trace_id": "\(request.trace.traceID)"])
                 finish(message.topicPartition, message.offset)
             } else {
                 answerDuplicate(message, request, original: original)
@@ -316,7 +316,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             rejectInBackground(message, RequestRejection(
                 code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens with its passages; the limit is \(configuration.worker.maxPromptTokens)",
                 requestID: request.requestID, replyTopic: request.replyTopic, replyPartition: request.replyPartition,
-                correlationID: request.correlationID))
+                correlationID: request.correlationID, trace: request.trace))
             return
         }
         let accepted = request
@@ -368,7 +368,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             do {
                 return try answers.plan(request)
             } catch {
-                logger.error("knowledge base unreadable", metadata: ["error": "\(error.message)", "request_id": "\(request.requestID)", "attempt": "\(backoff.attempts + 1)"])
+                logger.error("knowledge base unreadable", metadata: ["error": "\(error.message)", "request_id": "\(request.requestID)", "trace_id": "\(request.trace.traceID)", "attempt": "\(backoff.attempts + 1)"])
                 if backoff.attempts >= 4 { return answers.unavailablePlan() }
                 guard await backoff.wait() else { return nil }
             }
@@ -435,7 +435,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             if let first = completion.timeToFirstToken { metrics.timeToFirstToken.record(Duration.seconds(first)) }
             metrics.tokens.increment(by: Int64(completion.completionTokens))
         }
-        let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
+        let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
         switch delivered {
         case .delivered:
             if reply.escalate {
@@ -458,7 +458,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             record.errorCode = "reply_undeliverable"
             record.errorMessage = "the reply to \(request.replyTopic) could not be published: \(error)"
             metrics.replyFailures.increment()
-            switch await deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "") {
+            switch await deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "", trace: request.trace) {
             case .delivered: break
             case .failed(let error): record.errorMessage! += "; dead-letter copy failed: \(error)"
             case .stopped:
@@ -470,7 +470,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             var failure = InferenceReply(requestID: request.requestID, status: .error, escalate: false, worker: workerID,
                                          errorCode: "reply_undeliverable", errorMessage: record.errorMessage)
             failure.metadata = request.metadata
-            switch await deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID) {
+            switch await deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID, trace: request.trace) {
             case .delivered: break
             case .failed(let error): record.errorMessage! += "; the error reply failed too: \(error)"
             case .stopped:
@@ -502,6 +502,15 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         metrics.requests(record.status == .ok ? reply.status.rawValue : record.status.rawValue).increment()
         if let reason = reply.escalationReason { metrics.escalations(reason).increment() }
         metrics.endToEnd.record(Duration.seconds(Date().timeIntervalSince(request.receivedAt)))
+        // One line per request: at info when it needs a look (escalated, failed, expired),
+        // at debug for an automated answer (a peak would otherwise flood the log).
+        let needsLook = record.status != .ok || record.route == .escalated || record.errorCode != nil
+        logger.log(level: needsLook ? .info : .debug, "request finished", metadata: [
+            "request_id": "\(request.requestID)", "trace_id": "\(request.trace.traceID)", "status": "\(record.status.rawValue)",
+            "route": "\(record.route.rawValue)", "reason": "\(record.escalationReason ?? record.errorCode ?? "")",
+            "confidence": "\(record.confidence.map { String(format: "%.3f", $0) } ?? "")",
+            "record": "\(request.source.topic):\(request.source.partition):\(request.source.offset)",
+        ])
         finish(request.source.topicPartition, request.source.offset)
     }
 
@@ -547,6 +556,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.offset = request.source.offset
         record.replyTopic = request.replyTopic
         record.replyPartition = request.replyPartition.map(Int64.init)
+        record.traceID = request.trace.traceID
         record.modelName = backend.identity.name
         record.modelQuantization = backend.identity.quantization
         record.modelSHA256 = backend.identity.sha256
@@ -572,7 +582,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// Ends a record that cannot be answered without holding up the consume loop: error
     /// reply, dead-letter copy and audit row are written by a task of their own.
     private func rejectInBackground(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) {
-        logger.warning("request rejected", metadata: ["code": "\(rejection.code)", "topic": "\(message.topic)", "offset": "\(message.offset)"])
+        logger.warning("request rejected", metadata: [
+            "code": "\(rejection.code)", "topic": "\(message.topic)", "offset": "\(message.offset)", "trace_id": "\(rejection.trace.traceID)",
+        ])
         publishing.begin()
         Task {
             await self.reject(message, rejection)
@@ -582,7 +594,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     private func reject(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) async {
         logger.info("request rejected", metadata: [
-            "code": "\(rejection.code)", "request_id": "\(rejection.requestID ?? "")",
+            "code": "\(rejection.code)", "request_id": "\(rejection.requestID ?? "")", "trace_id": "\(rejection.trace.traceID)",
             "record": "\(message.topic):\(message.partition):\(message.offset)",
         ])
         var notes: [String] = []
@@ -595,7 +607,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             if let requested = partition, case .exists(let count) = await topics.lookup(replyTopic), !(0..<Int32(clamping: count)).contains(requested) {
                 partition = nil
             }
-            switch await deliver(reply, to: replyTopic, partition: partition, correlationID: rejection.correlationID, key: nil) {
+            switch await deliver(reply, to: replyTopic, partition: partition, correlationID: rejection.correlationID, key: nil, trace: rejection.trace) {
             case .delivered: repliedTo = (replyTopic, partition)
             case .failed(let error): notes.append("error reply to \(replyTopic) failed: \(error)")
             case .stopped:
@@ -603,7 +615,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 return
             }
         }
-        switch await deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message) {
+        switch await deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message, trace: rejection.trace) {
         case .delivered: break
         case .failed(let error): notes.append("dead-letter copy failed: \(error)")
         case .stopped:
@@ -621,6 +633,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.errorMessage = ([rejection.message] + notes).joined(separator: "; ")
         record.replyTopic = repliedTo?.topic
         record.replyPartition = repliedTo?.partition.map(Int64.init)
+        record.traceID = rejection.trace.traceID
         let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
         guard await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) != nil else {
             state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
@@ -634,7 +647,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// record): the reply says so and names the original; audited under this record's position.
     private func answerDuplicate(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: AuditRecord) {
         logger.info("duplicate request id: answered with the first record's outcome", metadata: [
-            "request_id": "\(request.requestID)", "original": "\(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1)",
+            "request_id": "\(request.requestID)", "trace_id": "\(request.trace.traceID)", "original": "\(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1)",
         ])
         publishing.begin()
         Task {
@@ -643,7 +656,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 requestID: request.requestID, status: .duplicate, escalate: false, worker: workerID,
                 errorCode: "duplicate_request_id", errorMessage: "request_id \(request.requestID) was already answered", metadata: request.metadata)
             reply.original = .init(topic: original.topic, partition: original.partition, offset: original.offset, status: original.status.rawValue)
-            let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID)
+            let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
             if case .stopped = delivered {
                 state.abandon([request.source])
                 return
@@ -678,8 +691,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 
     /// Publishes a record's dead-letter copy, truncated to fit.
-    private func deadLetter(_ copy: DeadLetterCopy, code: String, message: String) async -> Delivery {
-        let letter = copy.message(topic: configuration.topics.deadLetters, code: code, reason: message, worker: workerID)
+    private func deadLetter(_ copy: DeadLetterCopy, code: String, message: String, trace: RequestTrace) async -> Delivery {
+        var letter = copy.message(topic: configuration.topics.deadLetters, code: code, reason: message, worker: workerID)
+        letter.headers = letter.headers.replacingTrace(with: trace)
         let delivery = await send(letter, destination: .own)
         if case .failed(let error) = delivery {
             logger.error("dead-letter copy failed", metadata: ["topic": "\(copy.topic)", "offset": "\(copy.offset)", "error": "\(error)"])
@@ -702,10 +716,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// destination gets a bounded number of attempts.
     enum Destination { case own, requested }
 
-    private func deliver(_ reply: InferenceReply, to topic: String, partition: Int32?, correlationID: [UInt8]?, key: String?) async -> Delivery {
+    private func deliver(_ reply: InferenceReply, to topic: String, partition: Int32?, correlationID: [UInt8]?, key: String?, trace: RequestTrace) async -> Delivery {
         let message = KafkaProducerMessage(
             topic: topic, partition: partition, key: key.map { Array($0.utf8) }, value: reply.encoded(),
-            headers: InferenceReply.headers(correlationID: correlationID, requestID: reply.requestID))
+            headers: InferenceReply.headers(correlationID: correlationID, requestID: reply.requestID) + trace.headers)
         return await send(message, destination: topic == limits.defaultTopic && partition == nil ? .own : .requested)
     }
 
@@ -718,7 +732,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return await send(KafkaProducerMessage(
             topic: configuration.topics.escalations, key: request.conversationID.map { Array($0.utf8) }, value: Array((try? encoder.encode(transcript)) ?? Data()),
-            headers: InferenceReply.headers(correlationID: request.correlationID, requestID: request.requestID)), destination: .own)
+            headers: InferenceReply.headers(correlationID: request.correlationID, requestID: request.requestID) + request.trace.headers), destination: .own)
     }
 
     private func send(_ message: KafkaProducerMessage, destination: Destination) async -> Delivery {

@@ -14,6 +14,7 @@ struct AuditQueryCommand: ParsableCommand {
     @Flag(help: "Only escalated requests.") var escalated = false
     @Option(name: .customLong("request-id")) var requestID: String?
     @Option(help: "Conversation id.") var conversation: String?
+    @Option(name: .customLong("trace-id"), help: "W3C trace id (32 hex digits), as in the request's traceparent header.") var traceID: String?
     @Option(name: .customLong("min-confidence")) var minConfidence: Double?
     @Option(name: .customLong("max-confidence")) var maxConfidence: Double?
     @Option(help: "At most this many rows.") var limit: Int?
@@ -27,6 +28,7 @@ struct AuditQueryCommand: ParsableCommand {
         filter.escalatedOnly = escalated
         filter.requestID = requestID
         filter.conversationID = conversation
+        filter.traceID = traceID?.lowercased()
         filter.minConfidence = minConfidence
         filter.maxConfidence = maxConfidence
         filter.limit = limit
@@ -162,6 +164,9 @@ enum AuditRecordJSON {
             "completion_tokens": record.completionTokens, "confidence": record.confidence,
             "confidence_method": record.confidenceMethod, "confidence_threshold": record.confidenceThreshold,
             "escalation_reason": record.escalationReason, "error_code": record.errorCode, "error_message": record.errorMessage,
+            "reply_topic": record.replyTopic, "reply_partition": record.replyPartition,
+            "knowledge_version": record.knowledgeVersion, "knowledge_passages": record.knowledgePassages,
+            "escalation_reasons": record.escalationReasons, "decision_parts": record.decisionParts, "trace_id": record.traceID,
         ]
         for (key, value) in optional { object[key] = value ?? NSNull() }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()

@@ -19,7 +19,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// Retrieval, grounded prompt and escalation decision (shared with `sluice eval`).
     let answers: AnswerPipeline
     let limits: RequestLimits
-    let state = WorkerState()
+    let state: WorkerState
     let publishing = PublishCounter()
     let topics: TopicDirectory
     let destinations: ReplyDestinationPolicy
@@ -50,7 +50,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         workerID = worker.workerId.isEmpty ? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)" : worker.workerId
         let client = configuration.kafka.clientConfiguration
         producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client), logger: logger)
-        let state = self.state
+        let state = WorkerState(highWater: worker.queueHighWater, lowWater: worker.queueLowWater)
+        self.state = state
         let gracePeriod = Double(worker.gracePeriodMs) / 1000
         let consumerHolder = ConsumerReference()
         let schedulerHolder = SchedulerReference()
@@ -63,7 +64,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             onAssignment: { partitions in
                 // Runs on the poll thread before any message of these partitions is returned:
                 // the tracker owns them before one of their requests can finish.
-                state.assign(partitions) { try? consumerHolder.consumer?.pause($0) }
+                state.assign(partitions)
             },
             onIdlePositions: { positions in state.advance(positions) },
             onRevocation: { partitions, lost in
@@ -74,12 +75,22 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 // rather than answering them while the next owner does too.
                 state.abandon(schedulerHolder.scheduler?.dropQueued(from: revoked) ?? [])
                 if !lost { _ = state.waitUntilIdle(revoked, deadline: stopping.bound(grace: gracePeriod)) }
-                let offsets = state.committable(of: revoked)
-                state.revoke(partitions)
+                let offsets = state.revoke(partitions)
                 if !lost { try? consumerHolder.consumer?.commitBlocking(offsets) }
             })
         consumerHolder.consumer = consumer
         self.consumer = consumer
+        // Backpressure: the state machine decides, the consumer does (under the state's lock).
+        state.apply = { [logger] action in
+            switch action {
+            case .pause(let partitions):
+                try? consumer.pause(partitions)
+                logger.info("in-flight requests at high water: partitions paused", metadata: ["high_water": "\(worker.queueHighWater)"])
+            case .resume(let partitions):
+                try? consumer.resume(partitions)
+                logger.info("in-flight requests below low water: partitions resumed", metadata: ["low_water": "\(worker.queueLowWater)"])
+            }
+        }
         scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(worker))
         schedulerHolder.scheduler = scheduler
         answers = try AnswerPipeline(configuration: configuration, backend: backend)
@@ -106,7 +117,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 
     /// True once partitions are assigned (the model is loaded before the service exists).
-    public var isReady: Bool { !state.withLock { state.assigned.isEmpty } }
+    public var isReady: Bool { !state.assigned.isEmpty }
 
     /// Runs until the task is cancelled (SIGTERM/SIGINT), then shuts down gracefully: stop
     /// fetching, finish running requests within the grace period, flush, commit, leave.
@@ -132,7 +143,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let endpoint = port > 0 ? Task { [metrics, state, health] in
             do {
                 try await HealthEndpoint(
-                    metrics: metrics, isReady: { !state.withLock { state.assigned.isEmpty } }, health: health, port: port
+                    metrics: metrics, isReady: { !state.assigned.isEmpty }, health: health, port: port
                 ).run()
             } catch {
                 logger.error("metrics endpoint failed", metadata: ["port": "\(port)", "error": "\(error)"])
@@ -172,7 +183,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // was sent, commit what is finished, leave the group so the partitions move at once.
         try? await producer.flush(timeout: stopping.remaining(atLeast: .milliseconds(500)))
         // A final synchronous commit of everything finished (async commits may still be in flight).
-        let finished = state.committable(of: state.withLock { state.assigned })
+        let finished = state.committable
         if !finished.isEmpty {
             do {
                 try await consumer.commit(finished)
@@ -184,6 +195,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         try? await producer.close(timeout: stopping.remaining(atLeast: .milliseconds(500)))
         logger.info("shutdown phases", metadata: [
             "drain_ms": "\(drained.wholeMilliseconds)", "total_ms": "\((ContinuousClock.now - began).wholeMilliseconds)",
+            "peak_in_flight": "\(state.peakInFlight)",
         ])
         events.cancel()
         lag.cancel()
@@ -216,7 +228,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 
     private func updateAssignmentMetrics() {
-        let count = state.withLock { state.assigned.count }
+        let count = state.assigned.count
         metrics.assignedPartitions.set(Double(count))
         metrics.ready.set(count > 0 ? 1.0 : 0.0)
     }
@@ -354,9 +366,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let held = state.inFlight
         metrics.inFlight.set(Double(held))
         metrics.queueDepth.set(Double(scheduler.depth))
-        if held >= configuration.worker.queueHighWater, state.setPaused(true, apply: { try? consumer.pause($0) }) {
-            logger.info("queue at high water: partitions paused", metadata: ["depth": "\(held)"])
-        }
     }
 
     /// The grounded prompt for `request`. While the knowledge base cannot be read (e.g. a
@@ -397,9 +406,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         state.finish(partition, offset: offset)
         metrics.inFlight.set(Double(state.inFlight))
         metrics.queueDepth.set(Double(scheduler.depth))
-        if state.inFlight <= configuration.worker.queueLowWater, state.setPaused(false, apply: { try? consumer.resume($0) }) {
-            logger.info("queue below low water: partitions resumed")
-        }
     }
 
     private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan, original: DeadLetterCopy) async {

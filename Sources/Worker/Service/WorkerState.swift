@@ -1,136 +1,95 @@
 import Foundation
 import KafkaClient
 
-/// State shared by the consume loop, finishing requests and the rebalance callback (which
-/// runs synchronously on the consumer's poll thread, hence a lock rather than an actor).
+/// The ``IntakeStateMachine`` shared by the consume loop, finishing requests and the
+/// rebalance callback (which runs synchronously on the consumer's poll thread, hence a lock
+/// rather than an actor). Its actions — pause, resume — are applied under the same lock
+/// (librdkafka's pause and resume are local calls that do not block), so the machine's
+/// paused flag and librdkafka's state cannot part.
 final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
     private let condition = NSCondition()
-    private var tracker = OffsetTracker()
-    private(set) var assigned: Set<KafkaTopicPartition> = []
-    private var paused = false
+    private var machine: IntakeStateMachine
+    /// Applies an action to the consumer; set once, before the consumer subscribes.
+    var apply: (IntakeStateMachine.Action) -> Void = { _ in }
 
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        condition.lock()
-        defer { condition.unlock() }
-        return try body()
+    init(highWater: Int, lowWater: Int) {
+        machine = IntakeStateMachine(highWater: highWater, lowWater: lowWater)
     }
 
-    /// The next offset to consume of each partition (for lag).
-    private(set) var positions: [KafkaTopicPartition: Int64] = [:]
-
-    func begin(_ partition: KafkaTopicPartition, offset: Int64) {
-        withLock {
-            tracker.begin(partition, offset: offset)
-            positions[partition] = offset + 1
-        }
-    }
-
-    var assignedPositions: [(KafkaTopicPartition, Int64?)] {
-        withLock { assigned.map { ($0, positions[$0]) } }
-    }
-
-    /// Marks an offset finished.
-    func finish(_ partition: KafkaTopicPartition, offset: Int64) {
+    private func update<T>(_ body: (inout IntakeStateMachine) -> (T, IntakeStateMachine.Action?)) -> T {
         condition.lock()
         defer {
             condition.broadcast()
             condition.unlock()
         }
-        if assigned.contains(partition) { tracker.finish(partition, offset: offset) }
+        let (result, action) = body(&machine)
+        if let action { apply(action) }
+        return result
     }
 
-    /// Records the consumer's positions read after an empty poll (see
-    /// ``KafkaConsumer/idlePositions``), for the partitions still owned.
+    var assigned: Set<KafkaTopicPartition> { read { $0.assigned } }
+    var inFlight: Int { read { $0.inFlight } }
+    var peakInFlight: Int { read { $0.peakInFlight } }
+    var assignedPositions: [(KafkaTopicPartition, Int64?)] { read { machine in machine.assigned.map { ($0, machine.positions[$0]) } } }
+
+    private func read<T>(_ body: (IntakeStateMachine) -> T) -> T {
+        condition.lock()
+        defer { condition.unlock() }
+        return body(machine)
+    }
+
+    func assign(_ partitions: [KafkaTopicPartition]) { update { ((), $0.assign(partitions)) } }
+    func begin(_ partition: KafkaTopicPartition, offset: Int64) { update { ((), $0.consume(partition, offset: offset)) } }
+    func finish(_ partition: KafkaTopicPartition, offset: Int64) { update { ((), $0.finish(partition, offset: offset)) } }
+    func abandon(_ offsets: [KafkaTopicPartitionOffset]) { update { ((), $0.abandon(offsets)) } }
     func advance(_ positions: [KafkaTopicPartition: Int64]) {
-        withLock {
-            for (partition, position) in positions where assigned.contains(partition) {
-                tracker.advance(partition, position: position)
-            }
+        update { machine in
+            machine.advance(positions)
+            return ((), nil)
         }
     }
 
-    var inFlight: Int { withLock { tracker.inFlightCount } }
+    /// Forgets the revoked partitions; returns their commit points.
+    func revoke(_ partitions: [KafkaTopicPartition]) -> [KafkaTopicPartitionOffset] {
+        update { $0.revoke(partitions) }
+    }
 
     /// Stores (`store`, e.g. librdkafka's offset store) the commit points of owned partitions
     /// that moved since the last successful store, under the lock, so no rebalance callback
     /// can come between reading the points and storing them. When `store` throws, the points
     /// count as not stored and are offered again.
-    func storeCommittable(_ store: ([KafkaTopicPartitionOffset]) throws -> Void) rethrows -> [KafkaTopicPartitionOffset] {
-        try withLock {
-            let moved = tracker.takeCommitPoints().filter { assigned.contains($0.topicPartition) }
-            guard !moved.isEmpty else { return [] }
-            do {
-                try store(moved)
-            } catch {
-                tracker.forgetTaken()
-                throw error
-            }
-            return moved
+    func storeCommittable(_ store: ([KafkaTopicPartitionOffset]) throws -> Void) throws -> [KafkaTopicPartitionOffset] {
+        condition.lock()
+        defer { condition.unlock() }
+        let moved = machine.takeCommitPoints()
+        guard !moved.isEmpty else { return [] }
+        do {
+            try store(moved)
+        } catch {
+            machine.commitFailed()
+            throw error
         }
+        return moved
     }
 
     /// Offers every commit point again (a commit failed after its points were stored).
     func forgetStored() {
-        withLock { tracker.forgetTaken() }
-    }
-
-    func committable(of partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
-        withLock { tracker.commitPoints.filter { partitions.contains($0.topicPartition) } }
-    }
-
-    /// Records an assignment; while consumption is paused, `pause` pauses the new partitions
-    /// too (under the lock, so a concurrent resume cannot miss them).
-    func assign(_ partitions: [KafkaTopicPartition], pause: ([KafkaTopicPartition]) -> Void) {
-        withLock {
-            assigned.formUnion(partitions)
-            if paused { pause(partitions) }
+        update { machine in
+            machine.commitFailed()
+            return ((), nil)
         }
     }
 
-    func revoke(_ partitions: [KafkaTopicPartition]) {
-        withLock {
-            assigned.subtract(partitions)
-            tracker.remove(partitions)
-        }
-    }
-
-    /// Forgets in-flight offsets that were dropped before they started.
-    func abandon(_ offsets: [KafkaTopicPartitionOffset]) {
-        condition.lock()
-        for offset in offsets { tracker.abandon(offset.topicPartition, offset: offset.offset) }
-        condition.broadcast()
-        condition.unlock()
-    }
+    /// The commit points of every owned partition (the final commit).
+    var committable: [KafkaTopicPartitionOffset] { read { $0.commitPoints(of: $0.assigned) } }
 
     /// Waits until no request of `partitions` is in flight, or until `deadline`.
     func waitUntilIdle(_ partitions: Set<KafkaTopicPartition>, deadline: Date) -> Bool {
         condition.lock()
         defer { condition.unlock() }
-        while partitions.contains(where: { tracker.inFlight($0) > 0 }) {
+        while machine.isBusy(partitions) {
             if !condition.wait(until: deadline) { return false }
         }
         return true
-    }
-
-    /// Waits until nothing is in flight, or until `deadline`.
-    func waitUntilAllIdle(deadline: Date) -> Bool {
-        condition.lock()
-        defer { condition.unlock() }
-        while tracker.inFlightCount > 0 {
-            if !condition.wait(until: deadline) { return false }
-        }
-        return true
-    }
-
-    /// Flips the paused flag and, when it changed, runs `apply` with the owned partitions
-    /// (librdkafka's pause or resume: local calls that do not block) under the lock, so the
-    /// flag and librdkafka's state cannot part. Returns true when it changed.
-    func setPaused(_ value: Bool, apply: ([KafkaTopicPartition]) -> Void) -> Bool {
-        withLock {
-            guard paused != value else { return false }
-            paused = value
-            apply(Array(assigned))
-            return true
-        }
     }
 }

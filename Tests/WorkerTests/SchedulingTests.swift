@@ -61,17 +61,26 @@ struct SchedulingTests {
         return outcomes.withLock { $0 }
     }
 
-    @Test("the escalation policy flags answers below the threshold and the rule phrases, whatever the confidence")
+    @Test("the worker's answer pipeline flags answers below the configured threshold and the rule phrases, whatever the confidence")
     func escalation() async throws {
         let backend = ScriptedBackend(confidences: [
             "fee?": 0.95, "limit?": 0.69, "edge": 0.70, "我要转人工": 0.99, "I want a human agent": 0.9, "This is fraud": 0.9, "我要投诉": 0.8,
         ])
-        let outcomes = await Self.run(backend.confidences.keys.map { Self.request($0) }, backend: backend)
-        let policy = EscalationPolicy()
+        // The pipeline the worker builds from its configuration (no knowledge base: ungrounded).
+        var configuration = SluiceConfiguration()
+        configuration.knowledge.db = ""
+        let answers = try AnswerPipeline(configuration: configuration, backend: backend)
+        let requests = backend.confidences.keys.map { Self.request($0) }
+        let outcomes = await Self.run(requests, backend: backend)
+        func decide(_ pipeline: AnswerPipeline, _ request: InferenceRequest) throws -> AnswerDecision? {
+            guard case .completed(let completion, _) = outcomes[request.prompt] else { return nil }
+            return pipeline.decide(request, plan: try pipeline.plan(request), completion: completion)
+        }
         var reasons: [String: String?] = [:]
-        for (prompt, outcome) in outcomes {
-            guard case .completed(let completion, _) = outcome else { Issue.record("\(prompt) not completed"); continue }
-            reasons[prompt] = policy.reason(prompt: prompt, confidence: completion.confidence)
+        for request in requests {
+            let decision = try #require(try decide(answers, request), "\(request.prompt) not completed")
+            #expect(decision.escalate == (decision.reason != nil))
+            reasons[request.prompt] = decision.reason
         }
         #expect(reasons["fee?"] == .some(nil))
         #expect(reasons["limit?"] == "low_confidence")
@@ -80,7 +89,14 @@ struct SchedulingTests {
         #expect(reasons["I want a human agent"] == "human_requested")
         #expect(reasons["This is fraud"] == "fraud")
         #expect(reasons["我要投诉"] == "complaint")
-        #expect(EscalationPolicy(confidenceThreshold: 0.9).reason(prompt: "fee?", confidence: 0.85) == "low_confidence")
+        // worker.escalation_threshold and worker.escalation_rules are what the worker applies.
+        configuration.worker.escalationThreshold = 0.96
+        configuration.worker.escalationRules = ["vip": "gold card, fee"]
+        let strict = try AnswerPipeline(configuration: configuration, backend: backend)
+        let fee = try #require(requests.first { $0.prompt == "fee?" })
+        #expect(try decide(strict, fee)?.reasons == ["vip", "low_confidence"])
+        let human = try #require(requests.first { $0.prompt == "我要转人工" })
+        #expect(try decide(strict, human)?.reasons == [], "configured rules replace the defaults")
     }
 
     @Test("queued interactive requests are admitted before earlier batch ones; expired ones are never admitted")

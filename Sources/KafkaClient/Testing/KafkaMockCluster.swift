@@ -33,6 +33,7 @@ public final class KafkaMockCluster: @unchecked Sendable {
         public static let coordinatorNotAvailable = BrokerError(rawValue: RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE.rawValue)
         public static let topicAuthorizationFailed = BrokerError(rawValue: RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED.rawValue)
         public static let messageTooLarge = BrokerError(rawValue: RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE.rawValue)
+        public static let offsetMetadataTooLarge = BrokerError(rawValue: RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE.rawValue)
     }
 
     private let owner: OpaquePointer

@@ -94,7 +94,7 @@ struct MockClusterTests {
         try await producer.close()
     }
 
-    @Test("a retriable commit error is surfaced and the next commit succeeds")
+    @Test("a commit the broker refuses is surfaced with its code and commits nothing; the next commit succeeds")
     func commitRetry() async throws {
         let producer = try producer()
         for index in 0..<3 {
@@ -104,17 +104,14 @@ struct MockClusterTests {
         try consumer.subscribe(topics: [topic])
         let received = try await withDeadline(30, "3 messages") { try await collect(3, from: consumer) }
         try consumer.storeOffset(received[2])
-        cluster.pushRequestErrors(.offsetCommit, [.coordinatorNotAvailable, .coordinatorNotAvailable, .coordinatorNotAvailable, .coordinatorNotAvailable])
-        // librdkafka retries coordinator errors internally; the commit either succeeds after
-        // them or reports a retriable error — never a silent loss.
-        do {
-            try await consumer.commit()
-        } catch let error as KafkaError {
-            #expect(error.isRetriable, "\(error)")
-            try await consumer.commit()
-        }
-        let committed = try await consumer.committedOffsets(for: [KafkaTopicPartition(topic: topic, partition: 0)])
-        #expect(committed.map(\.offset) == [3])
+        let partition = KafkaTopicPartition(topic: topic, partition: 0)
+        // A permanent error librdkafka does not retry itself: the caller must see it.
+        cluster.pushRequestErrors(.offsetCommit, [.offsetMetadataTooLarge])
+        let error = await #expect(throws: KafkaError.self) { try await consumer.commit() }
+        #expect(error?.rdKafkaName == "OFFSET_METADATA_TOO_LARGE", "\(String(describing: error))")
+        #expect(try await consumer.committedOffsets(for: [partition]).map(\.offset) != [3], "nothing committed by the refused commit")
+        try await consumer.commit([KafkaTopicPartitionOffset(topic: topic, partition: 0, offset: 3)])
+        #expect(try await consumer.committedOffsets(for: [partition]).map(\.offset) == [3])
         try await consumer.close()
         try await producer.close()
     }

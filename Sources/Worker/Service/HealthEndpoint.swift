@@ -1,9 +1,12 @@
 import Foundation
 import Hummingbird
+import ServiceLifecycle
 
 /// `/metrics` (Prometheus text), `/healthz` (the process serves requests) and `/readyz`
-/// (model loaded and partitions assigned) over HTTP.
-struct HealthEndpoint {
+/// (model loaded and partitions assigned) over HTTP. A `Service`: it serves until the
+/// group's graceful shutdown reaches it (last, so probes see the drain).
+struct HealthEndpoint: Service, CustomStringConvertible {
+    var description: String { "http endpoint :\(port)" }
     let metrics: WorkerMetrics
     let isReady: @Sendable () -> Bool
     let health: HealthMonitor

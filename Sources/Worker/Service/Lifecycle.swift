@@ -1,6 +1,21 @@
 import Foundation
 import KafkaClient
+import ServiceLifecycle
 import Synchronization
+
+/// One long-running part of the worker as a `Service` of its `ServiceGroup`; `body` ends
+/// at the part's turn in the ordered graceful shutdown (see ``WorkerService/makeParts()``).
+struct WorkerPart: Service, CustomStringConvertible {
+    let description: String
+    let body: @Sendable () async -> Void
+
+    init(_ name: String, _ body: @escaping @Sendable () async -> Void) {
+        description = name
+        self.body = body
+    }
+
+    func run() async throws { await body() }
+}
 
 /// Set once a fatal client error (or a dead consumer) means this process cannot serve any
 /// more: `/healthz` fails with the reason, the consume loop stops, and `sluice run` exits

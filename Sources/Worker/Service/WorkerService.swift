@@ -4,6 +4,9 @@ import Inference
 import KafkaClient
 import Knowledge
 import Logging
+import ServiceLifecycle
+import Synchronization
+import UnixSignals
 
 /// The worker: consumes requests, schedules them through the model, replies, escalates,
 /// audits, and commits offsets only past requests whose reply and audit row exist.
@@ -30,6 +33,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let deadLetterValueBytes: Int
     let shutdown = ShutdownFlag()
     let stopping = ShutdownDeadline()
+    /// When the graceful shutdown began (for the phases' log line).
+    let stoppingSince = Mutex<ContinuousClock.Instant?>(nil)
+    let exitOnOverrun = Atomic(false)
     let workerID: String
     let templateVersion: String
     let logger: Logger
@@ -119,11 +125,71 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// True once partitions are assigned (the model is loaded before the service exists).
     public var isReady: Bool { !state.assigned.isEmpty }
 
-    /// Runs until the task is cancelled (SIGTERM/SIGINT), then shuts down gracefully: stop
-    /// fetching, finish running requests within the grace period, flush, commit, leave.
-    public func run() async throws {
+    /// Runs every part of the worker in one `ServiceGroup` until a graceful shutdown — SIGTERM
+    /// or SIGINT when `handlingSignals`, the task's cancellation, or a fatal error — then stops it
+    /// in order, bounded by `worker.grace_period_ms` end to end (see ``makeParts()``).
+    /// Throws ``WorkerFatalError`` after a fatal error.
+    ///
+    /// - Parameter exitOnOverrun: exit the process (status 0) if the orderly stop has not
+    ///   ended 3.5 s past the grace period — a broker that never answers the group leave, say.
+    ///   Nothing unfinished was committed, so the partitions' next owner answers it. For the
+    ///   `sluice run` process only.
+    public func run(handlingSignals: Bool = false, exitOnOverrun: Bool = false) async throws {
+        let gracefulShutdownSignals: [UnixSignal] = handlingSignals ? [.sigterm, .sigint] : []
+        self.exitOnOverrun.store(exitOnOverrun, ordering: .relaxed)
         try consumer.subscribe(topics: configuration.topics.requests)
         scheduler.start()
+        announce()
+        var group = ServiceGroupConfiguration(services: makeParts(), gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        group.maximumGracefulShutdownDuration = .milliseconds(configuration.worker.gracePeriodMs) + .seconds(3)
+        let services = ServiceGroup(configuration: group)
+        // Cancelling the caller's task asks for the same orderly stop (structured cancellation
+        // would cancel every part at once, in no order).
+        let running = Task { try await services.run() }
+        do {
+            try await withTaskCancellationHandler { try await running.value } onCancel: {
+                Task { await services.triggerGracefulShutdown() }
+            }
+        } catch {
+            logger.error("worker parts ended with an error", metadata: ["error": "\(error)"])
+            if fatal.reason == nil { fatal.trip("\(error)") }
+        }
+        if let reason = fatal.reason {
+            logger.error("worker stopped after a fatal error", metadata: ["reason": "\(reason)"])
+            throw WorkerFatalError(reason: reason)
+        }
+        logger.info("worker stopped")
+    }
+
+    /// The worker's long-running parts, in start order. A graceful shutdown stops them in
+    /// reverse, each only once the one after it has ended:
+    /// 1. intake: stop fetching at once (the grace period starts);
+    /// 2. scheduler: queued requests handed back (never committed), running ones get until the
+    ///    deadline, then are cancelled and handed back;
+    /// 3. publisher: replies, escalations and audit rows in progress get what is left; then
+    ///    retry loops give up and the producer flushes;
+    /// 4. committer: the final commit of finished offsets, then leave the group (the
+    ///    partitions move at once) and close the producer;
+    /// 5. consumer events, lag monitor, and last the HTTP endpoint (probes see the drain).
+    func makeParts() -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        var parts: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        let port = configuration.worker.metricsPort
+        if port > 0 {
+            parts.append(.init(service: HealthEndpoint(metrics: metrics, isReady: { [state] in !state.assigned.isEmpty }, health: health, port: port),
+                               successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .ignore))
+        }
+        parts += [
+            WorkerPart("consumer events") { [self] in await followEvents() },
+            WorkerPart("lag monitor") { [self] in await measureLag() },
+            WorkerPart("committer") { [self] in await commitUntilStopped() },
+            WorkerPart("publisher") { [self] in await drainPublishing() },
+            WorkerPart("scheduler") { [self] in await stopScheduler() },
+            WorkerPart("intake") { [self] in await consumeUntilStopped() },
+        ].map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup) }
+        return parts
+    }
+
+    private func announce() {
         logger.info("worker started", metadata: ["worker": "\(workerID)", "model": "\(backend.identity.name)", "topics": "\(configuration.topics.requests)"])
         if let knowledge = answers.knowledge {
             let version = (try? knowledge.version()) ?? "unreadable"
@@ -136,19 +202,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         } else {
             logger.warning("answers are not grounded (knowledge.db is empty or the model is echo)")
         }
-        let events = Task { await followEvents() }
-        let committer = Task { await commitPeriodically() }
-        let lag = Task { await measureLag() }
-        let port = configuration.worker.metricsPort
-        let endpoint = port > 0 ? Task { [metrics, state, health] in
-            do {
-                try await HealthEndpoint(
-                    metrics: metrics, isReady: { !state.assigned.isEmpty }, health: health, port: port
-                ).run()
-            } catch {
-                logger.error("metrics endpoint failed", metadata: ["port": "\(port)", "error": "\(error)"])
-            }
-        } : nil
+    }
+
+    /// Intake: consumes and handles records until the graceful shutdown (or a fatal error,
+    /// which starts it); the record being handled when it comes is cancelled and handed back.
+    private func consumeUntilStopped() async {
         let loop = Task { [self] in
             do {
                 for try await message in consumer.messages {
@@ -162,26 +220,55 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
         }
         fatal.onTrip { loop.cancel() }
-        await withTaskCancellationHandler { await loop.value } onCancel: { loop.cancel() }
-        // Bounded by the grace period end to end: queued requests are handed back at once,
-        // running ones get until the deadline (then are cancelled and handed back), publishing
-        // and audit get what is left.
-        let began = ContinuousClock.now
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler { await loop.value } onCancel: { loop.cancel() }
+        } onGracefulShutdown: {
+            loop.cancel()
+        }
+        let grace = configuration.worker.gracePeriodMs
+        stopping.begin(grace: Double(grace) / 1000)
+        stoppingSince.withLock { $0 = .now }
+        logger.info("stopping: no new requests; finishing running ones", metadata: ["grace_ms": "\(grace)"])
+        if exitOnOverrun.load(ordering: .relaxed) {
+            let overrun = Duration.milliseconds(grace) + .milliseconds(3_500)
+            Task.detached { [logger] in
+                try? await Task.sleep(for: overrun)
+                logger.error("shutdown overran the grace period; exiting now (unfinished requests stay uncommitted)",
+                             metadata: ["after_ms": "\(overrun.wholeMilliseconds)"])
+                _exit(0)  // at once: no exit handlers while the client's threads still run
+            }
+        }
+    }
+
+    /// Scheduler: runs (started before the group) until its turn, then hands back what is
+    /// queued and gives running sequences until the deadline.
+    private func stopScheduler() async {
+        try? await gracefulShutdown()
         let deadline = stopping.begin(grace: Double(configuration.worker.gracePeriodMs) / 1000)
-        logger.info("stopping: no new requests; finishing running ones", metadata: ["grace_ms": "\(configuration.worker.gracePeriodMs)"])
         let handedBack = await withCheckedContinuation { continuation in
             let scheduler = self.scheduler
             Thread.detachNewThread { continuation.resume(returning: scheduler.stop(until: deadline)) }
         }
         state.abandon(handedBack)
         if !handedBack.isEmpty { logger.info("requests handed back unanswered", metadata: ["count": "\(handedBack.count)"]) }
-        await publishing.waitUntilIdle(deadline: deadline)
+    }
+
+    /// Publisher: at its turn, requests finishing (reply, escalation, audit row) get until the
+    /// deadline; then retry loops give up (their records stay uncommitted) and the producer
+    /// delivers what was sent.
+    private func drainPublishing() async {
+        try? await gracefulShutdown()
+        await publishing.waitUntilIdle(deadline: stopping.begin(grace: Double(configuration.worker.gracePeriodMs) / 1000))
         shutdown.set()
-        committer.cancel()
-        let drained = ContinuousClock.now - began
-        // What is left of the grace period (at least a moment each) for the tail: deliver what
-        // was sent, commit what is finished, leave the group so the partitions move at once.
         try? await producer.flush(timeout: stopping.remaining(atLeast: .milliseconds(500)))
+    }
+
+    /// Committer: stores and commits finished offsets every `worker.commit_interval_ms`; at
+    /// its turn, a final synchronous commit of everything finished, then leaves the group and
+    /// closes the producer.
+    private func commitUntilStopped() async {
+        await cancelWhenGracefulShutdown { await self.commitPeriodically() }
+        let drained = stoppingSince.withLock { $0 }.map { ContinuousClock.now - $0 } ?? .zero
         // A final synchronous commit of everything finished (async commits may still be in flight).
         let finished = state.committable
         if !finished.isEmpty {
@@ -193,20 +280,15 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
         try? await consumer.close()
         try? await producer.close(timeout: stopping.remaining(atLeast: .milliseconds(500)))
+        let total = stoppingSince.withLock { $0 }.map { ContinuousClock.now - $0 } ?? .zero
         logger.info("shutdown phases", metadata: [
-            "drain_ms": "\(drained.wholeMilliseconds)", "total_ms": "\((ContinuousClock.now - began).wholeMilliseconds)",
+            "drain_ms": "\(drained.wholeMilliseconds)", "total_ms": "\(total.wholeMilliseconds)",
             "peak_in_flight": "\(state.peakInFlight)",
         ])
-        events.cancel()
-        lag.cancel()
-        endpoint?.cancel()
-        if let reason = fatal.reason {
-            logger.error("worker stopped after a fatal error", metadata: ["reason": "\(reason)"])
-            throw WorkerFatalError(reason: reason)
-        }
-        logger.info("worker stopped")
     }
 
+    /// Consumer events (assignments, commit results, errors) until the consumer closes; then
+    /// waits for its turn to stop.
     private func followEvents() async {
         for await event in consumer.events {
             switch event {
@@ -225,6 +307,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 break
             }
         }
+        try? await gracefulShutdown()
     }
 
     private func updateAssignmentMetrics() {
@@ -235,6 +318,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     /// Consumer lag per owned partition, every 5 s: high watermark − next offset to consume.
     private func measureLag() async {
+        await cancelWhenGracefulShutdown { await self.measureLagPeriodically() }
+    }
+
+    private func measureLagPeriodically() async {
         while !Task.isCancelled {
             for (partition, position) in state.assignedPositions {
                 guard let (_, high) = try? await consumer.watermarks(for: partition, timeout: .seconds(2)) else { continue }

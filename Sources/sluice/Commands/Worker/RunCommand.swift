@@ -69,29 +69,7 @@ struct RunCommand: AsyncParsableCommand {
         let audit = try AuditDatabase(path: configuration.audit.db, configuration: configuration.audit.logConfiguration(logger: logger))
         let worker = try WorkerService(configuration: configuration, backend: backend, audit: audit, logger: logger)
 
-        let task = Task { try await worker.run() }
-        // The last resort behind the grace period: if the orderly stop (bounded phase by phase)
-        // has not ended 3.5 s after the grace period (a broker that does not answer the group
-        // leave, say), exit 0 anyway — at once, without running exit handlers while the
-        // client's threads still run. Nothing unfinished was committed, so the partitions'
-        // next owner answers it.
-        let overrun = Double(configuration.worker.gracePeriodMs) / 1000 + 3.5
-        let signals = [SIGTERM, SIGINT].map { signal -> any DispatchSourceSignal in
-            Foundation.signal(signal, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: signal, queue: .global())
-            source.setEventHandler {
-                logger.info("signal received: shutting down", metadata: ["signal": "\(signal)"])
-                task.cancel()
-                DispatchQueue.global().asyncAfter(deadline: .now() + overrun) { [logger] in
-                    logger.error("shutdown overran the grace period; exiting now (unfinished requests stay uncommitted)",
-                                 metadata: ["after_s": "\(overrun)"])
-                    _exit(0)
-                }
-            }
-            source.resume()
-            return source
-        }
-        try await task.value
-        signals.forEach { $0.cancel() }
+        // SIGTERM and SIGINT start the graceful shutdown of the worker's ServiceGroup.
+        try await worker.run(handlingSignals: true, exitOnOverrun: true)
     }
 }

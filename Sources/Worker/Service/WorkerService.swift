@@ -175,8 +175,16 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         var parts: [ServiceGroupConfiguration.ServiceConfiguration] = []
         let port = configuration.worker.metricsPort
         if port > 0 {
-            parts.append(.init(service: HealthEndpoint(metrics: metrics, isReady: { [state] in !state.assigned.isEmpty }, health: health, port: port),
-                               successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .ignore))
+            let endpoint = HealthEndpoint(metrics: metrics, isReady: { [state] in !state.assigned.isEmpty }, health: health, port: port)
+            parts.append(.init(service: WorkerPart("http endpoint") { [logger] in
+                do {
+                    try await endpoint.run()
+                } catch {
+                    // The worker serves without it (an orchestrator's probe will say so).
+                    logger.error("metrics endpoint failed", metadata: ["port": "\(port)", "error": "\(error)"])
+                    try? await gracefulShutdown()
+                }
+            }, successTerminationBehavior: .gracefullyShutdownGroup, failureTerminationBehavior: .gracefullyShutdownGroup))
         }
         parts += [
             WorkerPart("consumer events") { [self] in await followEvents() },

@@ -14,7 +14,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let configuration: SluiceConfiguration
     let backend: any GenerationBackend
     let audit: AuditDatabase
-    let auditBatcher: AuditBatcher
+    /// Replies, escalations and dead letters, with retries.
+    let output: OutputPublisher
+    /// Audit rows, with retries.
+    let auditWriter: AuditWriter
     let producer: KafkaProducer
     let consumer: KafkaConsumer
     let scheduler: ContinuousBatchScheduler
@@ -50,7 +53,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         self.configuration = configuration
         self.backend = backend
         self.audit = audit
-        self.auditBatcher = AuditBatcher(database: audit)
         self.logger = logger
         let worker = configuration.worker
         workerID = worker.workerId.isEmpty ? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)" : worker.workerId
@@ -116,6 +118,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             schedulerStall: { [scheduler] in scheduler.stalledFor })
         metrics = WorkerMetrics(model: backend.identity, worker: workerID, latencyObjective: .milliseconds(configuration.worker.latencyObjectiveMs))
         let metrics = self.metrics
+        output = OutputPublisher(
+            producer: producer, topics: topics, defaultTopic: limits.defaultTopic, escalationsTopic: configuration.topics.escalations,
+            deadLettersTopic: configuration.topics.deadLetters, workerID: workerID, shutdown: shutdown, fatal: fatal, metrics: metrics, logger: logger)
+        auditWriter = AuditWriter(batcher: AuditBatcher(database: audit), shutdown: shutdown, health: health, metrics: metrics, logger: logger)
         scheduler.onStep = { batch, duration in
             metrics.batchSize.record(Double(batch))
             metrics.interTokenLatency.record(duration)
@@ -536,11 +542,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             if let first = completion.timeToFirstToken { metrics.timeToFirstToken.record(Duration.seconds(first)) }
             metrics.tokens.increment(by: Int64(completion.completionTokens))
         }
-        let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
+        let delivered = await output.deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
         switch delivered {
         case .delivered:
             if reply.escalate {
-                switch await deliverEscalation(request, reply: reply, answer: answer ?? "") {
+                switch await output.deliverEscalation(request, reply: reply, answer: answer ?? "") {
                 case .delivered: break
                 case .failed(let error):
                     // The customer's reply says a human will follow up; the audit row says the hand-over failed.
@@ -559,7 +565,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             record.errorCode = "reply_undeliverable"
             record.errorMessage = "the reply to \(request.replyTopic) could not be published: \(error)"
             metrics.replyFailures.increment()
-            switch await deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "", trace: request.trace) {
+            switch await output.deadLetter(original, code: "reply_undeliverable", message: record.errorMessage ?? "", trace: request.trace) {
             case .delivered: break
             case .failed(let error): record.errorMessage! += "; dead-letter copy failed: \(error)"
             case .stopped:
@@ -571,7 +577,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             var failure = InferenceReply(requestID: request.requestID, status: .error, escalate: false, worker: workerID,
                                          errorCode: "reply_undeliverable", errorMessage: record.errorMessage)
             failure.metadata = request.metadata
-            switch await deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID, trace: request.trace) {
+            switch await output.deliver(failure, to: limits.defaultTopic, partition: nil, correlationID: request.correlationID, key: request.conversationID, trace: request.trace) {
             case .delivered: break
             case .failed(let error): record.errorMessage! += "; the error reply failed too: \(error)"
             case .stopped:
@@ -584,7 +590,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             return
         }
         let entry = AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef)
-        guard let result = await writeAudit(entry) else {
+        guard let result = await auditWriter.write(entry) else {
             state.abandon([request.source])
             return
         }
@@ -595,7 +601,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             own.record.requestID = Self.positionKey(request.requestID, topic: request.source.topic, partition: request.source.partition, offset: request.source.offset)
             own.record.errorCode = own.record.errorCode ?? "duplicate_request_id"
             own.record.errorMessage = (own.record.errorMessage.map { $0 + "; " } ?? "") + "answered twice: request id also in \(stored.topic ?? "?"):\(stored.partition ?? -1):\(stored.offset ?? -1)"
-            guard await writeAudit(own) != nil else {
+            guard await auditWriter.write(own) != nil else {
                 state.abandon([request.source])
                 return
             }
@@ -708,7 +714,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             if let requested = partition, case .exists(let count) = await topics.lookup(replyTopic), !(0..<Int32(clamping: count)).contains(requested) {
                 partition = nil
             }
-            switch await deliver(reply, to: replyTopic, partition: partition, correlationID: rejection.correlationID, key: nil, trace: rejection.trace) {
+            switch await output.deliver(reply, to: replyTopic, partition: partition, correlationID: rejection.correlationID, key: nil, trace: rejection.trace) {
             case .delivered: repliedTo = (replyTopic, partition)
             case .failed(let error): notes.append("error reply to \(replyTopic) failed: \(error)")
             case .stopped:
@@ -716,7 +722,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 return
             }
         }
-        switch await deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message, trace: rejection.trace) {
+        switch await output.deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message, trace: rejection.trace) {
         case .delivered: break
         case .failed(let error): notes.append("dead-letter copy failed: \(error)")
         case .stopped:
@@ -736,7 +742,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         record.replyPartition = repliedTo?.partition.map(Int64.init)
         record.traceID = rejection.trace.traceID
         let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
-        guard await writeAudit(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) != nil else {
+        guard await auditWriter.write(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) != nil else {
             state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
             return
         }
@@ -757,7 +763,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 requestID: request.requestID, status: .duplicate, escalate: false, worker: workerID,
                 errorCode: "duplicate_request_id", errorMessage: "request_id \(request.requestID) was already answered", metadata: request.metadata)
             reply.original = .init(topic: original.topic, partition: original.partition, offset: original.offset, status: original.status.rawValue)
-            let delivered = await deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
+            let delivered = await output.deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
             if case .stopped = delivered {
                 state.abandon([request.source])
                 return
@@ -768,7 +774,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             record.errorCode = "duplicate_request_id"
             record.errorMessage = "already answered from \(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1) (\(original.status.rawValue))"
             if case .failed(let error) = delivered { record.errorMessage! += "; the reply could not be published: \(error)" }
-            guard await writeAudit(AuditEntry(record: record, prompt: request.prompt, response: nil, customerRef: request.customerRef)) != nil else {
+            guard await auditWriter.write(AuditEntry(record: record, prompt: request.prompt, response: nil, customerRef: request.customerRef)) != nil else {
                 state.abandon([request.source])
                 return
             }
@@ -789,97 +795,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// Whether an audit row was written for `request`'s own record.
     private static func isSource(_ record: AuditRecord, of request: InferenceRequest) -> Bool {
         record.topic == request.source.topic && record.partition == Int64(request.source.partition) && record.offset == request.source.offset
-    }
-
-    /// Publishes a record's dead-letter copy, truncated to fit.
-    private func deadLetter(_ copy: DeadLetterCopy, code: String, message: String, trace: RequestTrace) async -> Delivery {
-        var letter = copy.message(topic: configuration.topics.deadLetters, code: code, reason: message, worker: workerID)
-        letter.headers = letter.headers.replacingTrace(with: trace)
-        let delivery = await send(letter, destination: .own)
-        if case .failed(let error) = delivery {
-            logger.error("dead-letter copy failed", metadata: ["topic": "\(copy.topic)", "offset": "\(copy.offset)", "error": "\(error)"])
-        }
-        return delivery
-    }
-
-    // MARK: - Output: retriable errors retried with back-off, permanent ones end the record
-
-    enum Delivery {
-        case delivered
-        /// Permanent for this message (or retriable errors beyond a per-record destination's budget).
-        case failed(KafkaError)
-        /// Shutdown began before it was delivered.
-        case stopped
-    }
-
-    /// Whose topic a message goes to: the worker's own topics (default replies, escalations,
-    /// dead letters) are retried as long as the error is retriable; a request's own
-    /// destination gets a bounded number of attempts.
-    enum Destination { case own, requested }
-
-    private func deliver(_ reply: InferenceReply, to topic: String, partition: Int32?, correlationID: [UInt8]?, key: String?, trace: RequestTrace) async -> Delivery {
-        let message = KafkaProducerMessage(
-            topic: topic, partition: partition, key: key.map { Array($0.utf8) }, value: reply.encoded(),
-            headers: InferenceReply.headers(correlationID: correlationID, requestID: reply.requestID) + trace.headers)
-        return await send(message, destination: topic == limits.defaultTopic && partition == nil ? .own : .requested)
-    }
-
-    private func deliverEscalation(_ request: InferenceRequest, reply: InferenceReply, answer: String) async -> Delivery {
-        let transcript = EscalationTranscript(
-            requestID: request.requestID, conversationID: request.conversationID, channel: request.channel,
-            reason: reply.escalationReason ?? "", confidence: reply.confidence,
-            transcript: [.init(role: "customer", content: request.prompt), .init(role: "assistant", content: answer)], worker: workerID)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return await send(KafkaProducerMessage(
-            topic: configuration.topics.escalations, key: request.conversationID.map { Array($0.utf8) }, value: Array((try? encoder.encode(transcript)) ?? Data()),
-            headers: InferenceReply.headers(correlationID: request.correlationID, requestID: request.requestID) + request.trace.headers), destination: .own)
-    }
-
-    private func send(_ message: KafkaProducerMessage, destination: Destination) async -> Delivery {
-        var backoff = Backoff(shutdown)
-        while true {
-            do {
-                try await producer.send(message)
-                return .delivered
-            } catch {
-                metrics.publishFailures.increment()
-                let kafka = error as? KafkaError ?? KafkaError(code: .underlying, message: "\(error)")
-                if let fatalError = producer.fatalError {
-                    fatal.trip("producer: \(fatalError)")
-                    logger.error("fatal producer error: exiting", metadata: ["error": "\(fatalError)"])
-                    return .stopped
-                }
-                if kafka.code == .closed { return .stopped }
-                guard kafka.isRetriable, destination == .own || backoff.attempts < 3 else {
-                    logger.error("publish failed for good", metadata: ["topic": "\(message.topic)", "error": "\(kafka)"])
-                    await topics.forget(message.topic)
-                    return .failed(kafka)
-                }
-                logger.warning("publish failed; retrying", metadata: ["topic": "\(message.topic)", "attempt": "\(backoff.attempts + 1)", "error": "\(kafka)"])
-                guard await backoff.wait() else { return .stopped }
-            }
-        }
-    }
-
-    /// Appends the audit row, retrying store-wide failures (locked, full, I/O) with back-off:
-    /// no offset is committed without its row. Nil when shutdown began first.
-    private func writeAudit(_ entry: AuditEntry) async -> AuditDatabase.AppendResult? {
-        var backoff = Backoff(shutdown)
-        while true {
-            let start = ContinuousClock.now
-            do {
-                let result = try await auditBatcher.record(entry)
-                metrics.auditWrite.record(ContinuousClock.now - start)
-                health.auditWrite(succeeded: true)
-                return result
-            } catch {
-                metrics.auditFailures.increment()
-                health.auditWrite(succeeded: false)
-                logger.error("audit write failed; retrying (offsets stay uncommitted)", metadata: ["attempt": "\(backoff.attempts + 1)", "error": "\(error)"])
-                guard await backoff.wait() else { return nil }
-            }
-        }
     }
 }
 

@@ -162,6 +162,10 @@ enum AuditMigrations {
             // services. Hashed only when set.
             try db.execute(sql: "ALTER TABLE audit_records ADD COLUMN trace_id TEXT")
         }
+        migrator.registerMigration("v5: answers reused from the answer cache") { db in
+            // The request id whose audited answer a cache hit reused. Hashed only when set.
+            try db.execute(sql: "ALTER TABLE audit_records ADD COLUMN cached_from TEXT")
+        }
         return migrator
     }
 }

@@ -61,6 +61,9 @@ public struct AuditRecord: Sendable, Equatable {
     /// The W3C trace id (32 hex digits) the request was processed under (schema v4): the
     /// producer's when it sent a `traceparent` header, else one the worker started.
     public var traceID: String?
+    /// Schema v5: set when the answer was reused from the answer cache — the request id of
+    /// the audited answer it reused (that row holds the inference).
+    public var cachedFrom: String?
     /// When the row was committed (the append transaction's date).
     public var recordedAt: Date = Date(timeIntervalSince1970: 0)
     public var prevHash: String = ""
@@ -82,7 +85,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
     var storedFields: [(String, CanonicalValue)] { baseFields + addedFields }
 
     static let addedFieldNames: Set<String> = [
-        "reply_topic", "reply_partition", "knowledge_version", "knowledge_passages", "escalation_reasons", "decision_parts", "trace_id",
+        "reply_topic", "reply_partition", "knowledge_version", "knowledge_passages", "escalation_reasons", "decision_parts", "trace_id", "cached_from",
     ]
 
     private var addedFields: [(String, CanonicalValue)] {
@@ -90,7 +93,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
             ("reply_topic", .text(replyTopic)), ("reply_partition", .integer(replyPartition)),
             ("knowledge_version", .text(knowledgeVersion)), ("knowledge_passages", .text(knowledgePassages)),
             ("escalation_reasons", .text(escalationReasons)), ("decision_parts", .text(decisionParts)),
-            ("trace_id", .text(traceID)),
+            ("trace_id", .text(traceID)), ("cached_from", .text(cachedFrom)),
         ]
     }
 
@@ -188,6 +191,7 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
         escalationReasons = row["escalation_reasons"]
         decisionParts = row["decision_parts"]
         traceID = row["trace_id"]
+        cachedFrom = row["cached_from"]
         recordedAt = try time("recorded_at")
         prevHash = row["prev_hash"]
         rowHash = row["row_hash"]

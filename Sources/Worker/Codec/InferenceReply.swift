@@ -50,6 +50,14 @@ public struct InferenceReply: Sendable, Encodable {
     public var escalationReasons: [String]?
     /// The parts the decision and the calibrated confidence were built from.
     public var decision: DecisionParts?
+    /// Set when the answer was reused from the answer cache: the request that produced it.
+    public var cache: CacheReference?
+
+    public struct CacheReference: Sendable, Encodable, Equatable {
+        public var hit: Bool
+        public var requestID: String
+        enum CodingKeys: String, CodingKey { case hit, requestID = "request_id" }
+    }
 
     public struct KnowledgeReference: Sendable, Encodable, Equatable {
         public var version: String
@@ -59,7 +67,7 @@ public struct InferenceReply: Sendable, Encodable {
     enum CodingKeys: String, CodingKey {
         case requestID = "request_id", status, text, confidence, escalate, escalationReason = "escalation_reason"
         case model, usage, timings, worker, error, metadata, original, knowledge
-        case escalationReasons = "escalation_reasons", decision
+        case escalationReasons = "escalation_reasons", decision, cache
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -83,6 +91,7 @@ public struct InferenceReply: Sendable, Encodable {
         try container.encodeIfPresent(knowledge, forKey: .knowledge)
         try container.encodeIfPresent(escalationReasons, forKey: .escalationReasons)
         try container.encodeIfPresent(decision, forKey: .decision)
+        try container.encodeIfPresent(cache, forKey: .cache)
     }
 
     /// The JSON value.

@@ -27,6 +27,8 @@ public struct InferenceRequest: Sendable {
     public var temperature: Float
     public var topP: Float
     public var seed: UInt64
+    /// True when the request chose its seed (else it is derived from the request id).
+    public var seedGiven = false
     public var deadline: Date?
     public var priority: Priority
     /// The request's `metadata` object, echoed back as raw JSON.
@@ -243,7 +245,7 @@ public enum RequestCodec {
             requestID: requestID, prompt: prompt, messages: body.messages, replyTopic: rejection.replyTopic ?? limits.defaultTopic,
             replyPartition: rejection.replyPartition, correlationID: rejection.correlationID, trace: rejection.trace, conversationID: body.conversationID,
             customerRef: body.customerRef, channel: body.channel, maxTokens: maxTokens,
-            temperature: temperature, topP: topP, seed: seed, deadline: deadline, priority: priority,
+            temperature: temperature, topP: topP, seed: seed, seedGiven: body.seed != nil, deadline: deadline, priority: priority,
             metadata: metadata, source: KafkaTopicPartitionOffset(topic: record.topic, partition: record.partition, offset: record.offset),
             receivedAt: now)
     }

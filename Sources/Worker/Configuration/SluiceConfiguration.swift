@@ -1,3 +1,4 @@
+import Foundation
 import AuditLog
 import KafkaClient
 import Logging
@@ -14,16 +15,44 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
     public var audit: Audit
     public var worker: WorkerSettings
     public var knowledge: KnowledgeSettings
+    public var cache: CacheSettings
     public var log: LogSettings
 
     public init(kafka: Kafka = Kafka(), topics: Topics = Topics(), audit: Audit = Audit(), worker: WorkerSettings = WorkerSettings(),
-                knowledge: KnowledgeSettings = KnowledgeSettings(), log: LogSettings = LogSettings()) {
+                knowledge: KnowledgeSettings = KnowledgeSettings(), cache: CacheSettings = CacheSettings(), log: LogSettings = LogSettings()) {
         self.kafka = kafka
         self.topics = topics
         self.audit = audit
         self.worker = worker
         self.knowledge = knowledge
+        self.cache = cache
         self.log = log
+    }
+
+    /// The answer cache: automated answers reused by identical later questions (greedy or
+    /// seeded requests only), shared by the workers of a host.
+    public struct CacheSettings: Codable, Sendable, Equatable {
+        /// Off: every request goes to the model.
+        public var enabled: Bool = true
+        /// The cache file (SQLite). Empty: `answer-cache.sqlite` beside `audit.db`.
+        public var db: String = ""
+        /// Entries kept (oldest removed first).
+        public var maxEntries: Int = 100_000
+        /// An entry older than this is not reused (seconds).
+        public var maxAgeS: Int = 86_400
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case enabled, db
+            case maxEntries = "max_entries"
+            case maxAgeS = "max_age_s"
+        }
+
+        /// The cache file of a worker whose audit log is `auditDB`.
+        public func path(auditDB: String) -> String {
+            db.isEmpty ? URL(fileURLWithPath: auditDB).deletingLastPathComponent().appendingPathComponent("answer-cache.sqlite").path : db
+        }
     }
 
     /// The worker's logs.
@@ -327,6 +356,8 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
             throw fail("knowledge.answer_mode", "must be one of \(AnswerPipeline.Mode.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         if !(1...10).contains(k.passages) { throw fail("knowledge.passages", "must be 1...10") }
+        if cache.maxEntries < 1 { throw fail("cache.max_entries", "must be at least 1") }
+        if cache.maxAgeS < 1 { throw fail("cache.max_age_s", "must be at least 1") }
         if !(0...1).contains(k.minCoverage) { throw fail("knowledge.min_coverage", "must be 0...1") }
         if !(0...1).contains(k.minSupport) { throw fail("knowledge.min_support", "must be 0...1") }
         if !k.template.contains("{question}") || !k.template.contains("{passages}") {

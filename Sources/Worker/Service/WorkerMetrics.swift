@@ -22,6 +22,7 @@ public final class WorkerMetrics: Sendable {
     let ready: Gauge
     private let requestCounters: Mutex<[String: Counter]> = Mutex([:])
     private let escalationCounters: Mutex<[String: Counter]> = Mutex([:])
+    private let answerCacheCounters: Mutex<[String: Counter]> = Mutex([:])
     private let lagGauges: Mutex<[KafkaTopicPartition: Gauge]> = Mutex([:])
     private let healthGauges: Mutex<[String: Gauge]> = Mutex([:])
 
@@ -72,6 +73,12 @@ public final class WorkerMetrics: Sendable {
     /// `sluice_escalations_total{reason}`.
     func escalations(_ reason: String) -> Counter {
         labelled(escalationCounters, "escalations", "Escalated answers, by reason.", label: "reason", value: reason)
+    }
+
+    /// `sluice_answer_cache_lookups_total{result}`: hit, miss, bypass (not cacheable: sampled
+    /// without a seed) or error (the cache could not be read).
+    func answerCache(_ result: String) -> Counter {
+        labelled(answerCacheCounters, "answer_cache_lookups", "Answer cache lookups, by result.", label: "result", value: result)
     }
 
     /// The `<name>_total{label=value}` counter, registered on first use.

@@ -18,6 +18,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let output: OutputPublisher
     /// Audit rows, with retries.
     let auditWriter: AuditWriter
+    /// Automated answers reused by identical later questions (nil when `cache.enabled` is off).
+    let answerCache: AnswerCache?
     let producer: KafkaProducer
     let consumer: KafkaConsumer
     let scheduler: ContinuousBatchScheduler
@@ -122,6 +124,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             producer: producer, topics: topics, defaultTopic: limits.defaultTopic, escalationsTopic: configuration.topics.escalations,
             deadLettersTopic: configuration.topics.deadLetters, workerID: workerID, shutdown: shutdown, fatal: fatal, metrics: metrics, logger: logger)
         auditWriter = AuditWriter(batcher: AuditBatcher(database: audit), shutdown: shutdown, health: health, metrics: metrics, logger: logger)
+        let cache = configuration.cache
+        answerCache = cache.enabled
+            ? try AnswerCache(path: cache.path(auditDB: configuration.audit.db), maxEntries: cache.maxEntries, maxAge: TimeInterval(cache.maxAgeS))
+            : nil
         scheduler.onStep = { batch, duration in
             metrics.batchSize.record(Double(batch))
             metrics.interTokenLatency.record(duration)
@@ -436,7 +442,16 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // Kept until the request ends, for a DLQ copy should its reply fail for good: bounded
         // to 64 KB so a thousand held requests cannot hold a thousand large records.
         let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
-        if !plan.needsModel {
+        let cacheKey = answerCache == nil ? nil : AnswerCache.key(request, context: .init(
+            modelSHA256: backend.identity.sha256, templateVersion: templateVersion, answerMode: answers.settings.answerMode,
+            knowledgeVersion: plan.retrieval?.version))
+        if plan.needsModel, let hit = cachedAnswer(cacheKey), !(request.deadline.map { $0 <= Date() } ?? false) {
+            publishing.begin()
+            Task {
+                await self.completeFromCache(accepted, hit, original: original)
+                self.publishing.end()
+            }
+        } else if !plan.needsModel {
             // Nothing retrieved: decided at once, without the model (expired if its deadline passed).
             let outcome: ScheduledJob.Outcome = request.deadline.map { $0 <= Date() } ?? false ? .expired : .answeredWithoutModel(startedAt: Date())
             publishing.begin()
@@ -448,7 +463,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             let job = ScheduledJob(request: accepted, plan: plan, enqueuedAt: Date()) { [self] outcome in
                 publishing.begin()
                 Task {
-                    await self.complete(accepted, outcome, plan: plan, original: original)
+                    await self.complete(accepted, outcome, plan: plan, original: original, cacheKey: cacheKey)
                     self.publishing.end()
                 }
             }
@@ -503,24 +518,46 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
     }
 
+    /// The cached answer of `key`; a cache that cannot be read is a miss (logged), never a stall.
+    private func cachedAnswer(_ key: String?) -> AnswerCache.Entry? {
+        guard let key, let cache = answerCache else {
+            if answerCache != nil { metrics.answerCache("bypass").increment() }
+            return nil
+        }
+        do {
+            let hit = try cache.lookup(key)
+            metrics.answerCache(hit == nil ? "miss" : "hit").increment()
+            return hit
+        } catch {
+            metrics.answerCache("error").increment()
+            logger.warning("answer cache unreadable; asking the model", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
     private func finish(_ partition: KafkaTopicPartition, _ offset: Int64) {
         state.finish(partition, offset: offset)
         metrics.inFlight.set(Double(state.inFlight))
         metrics.queueDepth.set(Double(scheduler.depth))
     }
 
-    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan, original: DeadLetterCopy) async {
+    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan, original: DeadLetterCopy,
+                          cacheKey: String? = nil) async {
         let now = Date()
         var reply = InferenceReply(
             requestID: request.requestID, status: .ok, escalate: false, model: backend.identity, worker: workerID, metadata: request.metadata)
         var record = AuditRecord(
             requestID: request.requestID, receivedAt: request.receivedAt, completedAt: now, route: .auto, status: .ok, workerID: workerID)
-        var answer: String?
+        var decision: AnswerDecision?
+        var usage: (prompt: Int, completion: Int)?
         switch outcome {
         case .completed(let completion, let startedAt):
-            answer = decide(request, plan: plan, completion: completion, startedAt: startedAt, now: now, reply: &reply, record: &record)
+            decision = answers.decide(request, plan: plan, completion: completion)
+            usage = (completion.promptTokens, completion.completionTokens)
+            apply(decision!, to: request, usage: usage, startedAt: startedAt, now: now, reply: &reply, record: &record)
         case .answeredWithoutModel(let startedAt):
-            answer = decide(request, plan: plan, completion: nil, startedAt: startedAt, now: now, reply: &reply, record: &record)
+            decision = answers.decide(request, plan: plan, completion: nil)
+            apply(decision!, to: request, usage: nil, startedAt: startedAt, now: now, reply: &reply, record: &record)
         case .expired:
             reply.status = .expired
             reply.errorCode = "deadline_exceeded"
@@ -542,6 +579,49 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             if let first = completion.timeToFirstToken { metrics.timeToFirstToken.record(Duration.seconds(first)) }
             metrics.tokens.increment(by: Int64(completion.completionTokens))
         }
+        let answer = decision?.text
+        guard await publishAndAudit(request, reply: reply, record: record, answer: answer, original: original) else { return }
+        // An automated answer the model produced is reusable by the same question later.
+        if let cacheKey, let cache = answerCache, let decision, let usage, record.status == .ok, !decision.escalate, record.errorCode == nil {
+            let entry = AnswerCache.Entry(
+                requestID: request.requestID, text: decision.text, confidence: decision.confidence, parts: decision.parts,
+                knowledgeVersion: decision.knowledgeVersion, passageIDs: decision.passageIDs,
+                promptTokens: usage.prompt, completionTokens: usage.completion)
+            do {
+                try cache.store(entry, for: cacheKey)
+            } catch {
+                logger.warning("answer cache write failed (the answer went out; it is not reused)", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// A request whose answer is in the answer cache: no inference; its own reply and audit
+    /// row (naming the request whose answer it reused), its own escalation decision — the
+    /// rules and the threshold as configured now apply to its prompt.
+    private func completeFromCache(_ request: InferenceRequest, _ hit: AnswerCache.Entry, original: DeadLetterCopy) async {
+        let now = Date()
+        var reply = InferenceReply(
+            requestID: request.requestID, status: .ok, escalate: false, model: backend.identity, worker: workerID, metadata: request.metadata)
+        var record = AuditRecord(
+            requestID: request.requestID, receivedAt: request.receivedAt, completedAt: now, route: .auto, status: .ok, workerID: workerID)
+        let decision = AnswerDecision(
+            text: hit.text, confidence: hit.confidence,
+            reasons: policy.ruleReasons(prompt: request.prompt) + (hit.confidence < policy.confidenceThreshold ? ["low_confidence"] : []),
+            parts: hit.parts, knowledgeVersion: hit.knowledgeVersion, passageIDs: hit.passageIDs)
+        apply(decision, to: request, usage: (0, 0), startedAt: now, now: now, reply: &reply, record: &record)
+        reply.cache = .init(hit: true, requestID: hit.requestID)
+        record.cachedFrom = hit.requestID
+        fill(&record, from: request)
+        _ = await publishAndAudit(request, reply: reply, record: record, answer: decision.text, original: original)
+    }
+
+    /// The tail every answered request shares: reply (and escalation), or — when the reply
+    /// cannot be published — a dead-letter copy and an error reply; then the audit row, then
+    /// the offset may be committed. False when shutdown (or a fatal error) came first: the
+    /// request was handed back, uncommitted.
+    private func publishAndAudit(_ request: InferenceRequest, reply: InferenceReply, record: AuditRecord, answer: String?,
+                                 original: DeadLetterCopy) async -> Bool {
+        var record = record
         let delivered = await output.deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
         switch delivered {
         case .delivered:
@@ -555,7 +635,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 case .stopped:
                     // No audit row without the hand-over: the next owner answers (and escalates) again.
                     state.abandon([request.source])
-                    return
+                    return false
                 }
             }
         case .failed(let error):
@@ -570,7 +650,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             case .failed(let error): record.errorMessage! += "; dead-letter copy failed: \(error)"
             case .stopped:
                 state.abandon([request.source])
-                return
+                return false
             }
             // The error reply is small: it fits where an oversized answer did not, and goes to the
             // default topic when the requested one is what failed.
@@ -582,17 +662,17 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             case .failed(let error): record.errorMessage! += "; the error reply failed too: \(error)"
             case .stopped:
                 state.abandon([request.source])
-                return
+                return false
             }
         case .stopped:
             // Shutting down before the reply was delivered: nothing is committed; the next owner answers.
             state.abandon([request.source])
-            return
+            return false
         }
         let entry = AuditEntry(record: record, prompt: request.prompt, response: answer, customerRef: request.customerRef)
         guard let result = await auditWriter.write(entry) else {
             state.abandon([request.source])
-            return
+            return false
         }
         if case .duplicate(let stored) = result, !Self.isSource(stored, of: request) {
             // Two records with this request id were answered at once (neither was audited when
@@ -603,7 +683,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             own.record.errorMessage = (own.record.errorMessage.map { $0 + "; " } ?? "") + "answered twice: request id also in \(stored.topic ?? "?"):\(stored.partition ?? -1):\(stored.offset ?? -1)"
             guard await auditWriter.write(own) != nil else {
                 state.abandon([request.source])
-                return
+                return false
             }
         }
         metrics.requests(record.status == .ok ? reply.status.rawValue : record.status.rawValue).increment()
@@ -619,21 +699,21 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             "record": "\(request.source.topic):\(request.source.partition):\(request.source.offset)",
         ])
         finish(request.source.topicPartition, request.source.offset)
+        return true
     }
 
-    /// Fills the reply and the audit row with the escalation decision; returns the answer.
-    private func decide(_ request: InferenceRequest, plan: AnswerPlan, completion: Completion?, startedAt: Date, now: Date,
-                        reply: inout InferenceReply, record: inout AuditRecord) -> String {
-        let decision = answers.decide(request, plan: plan, completion: completion)
+    /// Fills the reply and the audit row with the escalation decision.
+    private func apply(_ decision: AnswerDecision, to request: InferenceRequest, usage: (prompt: Int, completion: Int)?, startedAt: Date, now: Date,
+                       reply: inout InferenceReply, record: inout AuditRecord) {
         reply.text = decision.text
         reply.confidence = decision.confidence
         reply.escalate = decision.escalate
         reply.escalationReason = decision.reason
-        reply.usage = .init(promptTokens: completion?.promptTokens ?? 0, completionTokens: completion?.completionTokens ?? 0)
+        reply.usage = .init(promptTokens: usage?.prompt ?? 0, completionTokens: usage?.completion ?? 0)
         reply.timings = Self.timings(request, startedAt: startedAt, now: now)
         record.startedAt = startedAt
-        record.promptTokens = completion.map { Int64($0.promptTokens) }
-        record.completionTokens = completion.map { Int64($0.completionTokens) }
+        record.promptTokens = usage.map { Int64($0.prompt) }
+        record.completionTokens = usage.map { Int64($0.completion) }
         record.confidence = decision.confidence
         record.route = decision.escalate ? .escalated : .auto
         record.escalationReason = decision.reason
@@ -652,7 +732,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             record.escalationReasons = json(decision.reasons)
             record.decisionParts = json(decision.parts)
         }
-        return decision.text
     }
 
     private func fill(_ record: inout AuditRecord, from request: InferenceRequest) {

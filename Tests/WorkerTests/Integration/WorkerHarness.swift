@@ -79,6 +79,8 @@ final class WorkerHarness: @unchecked Sendable {
             "SLUICE_WORKER_DEFAULT_MAX_TOKENS": "6",
             "SLUICE_WORKER_COMMIT_INTERVAL_MS": "100",
             "SLUICE_WORKER_METRICS_PORT": "0",
+            // Off unless a test is about it: the others exercise inference with one repeated prompt.
+            "SLUICE_CACHE_ENABLED": "false",
         ]) { _, new in new }
         environment.merge(extra) { _, new in new }
         process.environment = environment

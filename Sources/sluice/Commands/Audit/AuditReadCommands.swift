@@ -167,6 +167,7 @@ enum AuditRecordJSON {
             "reply_topic": record.replyTopic, "reply_partition": record.replyPartition,
             "knowledge_version": record.knowledgeVersion, "knowledge_passages": record.knowledgePassages,
             "escalation_reasons": record.escalationReasons, "decision_parts": record.decisionParts, "trace_id": record.traceID,
+            "cached_from": record.cachedFrom,
         ]
         for (key, value) in optional { object[key] = value ?? NSNull() }
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data()

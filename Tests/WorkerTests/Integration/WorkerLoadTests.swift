@@ -115,19 +115,23 @@ struct LoadGeneratorTests {
         #expect(reply["text"] as? String == "年费是多少？")
     }
 
-    @Test("sluice load sends at a rate with a burst, collects every reply and writes a report and chart")
+    @Test("sluice load sends at a rate with a burst and a repeat ratio, collects every reply, counts cache hits and writes a report and chart")
     func loadGenerator() async throws {
         let harness = try await WorkerHarness(model: "echo")
         defer { harness.stopAll() }
-        try await harness.startWorker("w1")
+        try await harness.startWorker("w1", extra: ["SLUICE_CACHE_ENABLED": "true"])
         let report = harness.directory.appendingPathComponent("load.json").path
-        let (status, output) = try harness.runSluice(["load", "--rate", "100", "--duration", "2", "--burst", "100@1", "--timeout", "60", "--report", report])
+        let (status, output) = try harness.runSluice(["load", "--rate", "100", "--duration", "2", "--burst", "100@1", "--repeat", "0.8",
+                                                      "--timeout", "60", "--report", report])
         let text = String(decoding: output, as: UTF8.self)
         #expect(status == 0, "\(text)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
         #expect(object["sent"] as? Int == 300)
         #expect(object["answered"] as? Int == 300)
         #expect(object["lost"] as? Int == 0)
+        // 80 % repeat earlier questions; all but those sent before their original was stored hit.
+        let hits = try #require(object["cache_hits"] as? Int)
+        #expect(hits > 100 && hits <= 240, "cache hits \(hits) of 300")
         let timeline = try #require(object["timeline"] as? [String: Any])
         #expect((timeline["sent_per_s"] as? [Int])?.reduce(0, +) == 300)
         let svg = try String(contentsOfFile: harness.directory.appendingPathComponent("load.svg").path, encoding: .utf8)

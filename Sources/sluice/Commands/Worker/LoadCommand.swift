@@ -16,6 +16,13 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(name: .customLong("max-tokens")) var maxTokens: Int = 16
     @Option(help: "Seconds to wait for outstanding replies after sending.") var timeout: Double = 120
     @Option(help: "Write a JSON report here, and a chart of throughput and backlog next to it (.svg).") var report: String?
+    @Option(help: ArgumentHelp(
+        "Share of requests (0...1) that repeat an earlier question (the answer cache's peak); the rest are new questions. Unset: six questions in turn.",
+        valueName: "ratio")) var `repeat`: Double?
+
+    func validate() throws {
+        if let ratio = `repeat`, !(0...1).contains(ratio) { throw ValidationError("--repeat must be 0...1") }
+    }
 
     func run() async throws {
         let configuration = try common.loadConfiguration(overrides: common.overrides)
@@ -25,6 +32,7 @@ struct LoadCommand: AsyncParsableCommand {
 
         let prompts = ["What is the annual fee of the platinum card?", "信用卡年费是多少？", "How do I report a lost card?",
                        "转账限额是多少？", "Can I increase my credit limit?", "我要转人工"]
+        var questions = QuestionMix(prompts: prompts, repeatRatio: `repeat`)
         var schedule: [Double] = stride(from: 0.0, to: duration, by: 1 / max(rate, 0.001)).map { $0 }
         if let burst {
             let parts = burst.split(separator: "@")
@@ -38,7 +46,8 @@ struct LoadCommand: AsyncParsableCommand {
             for try await message in consumer.messages {
                 guard let id = message.headers.last(named: "correlation-id")?.stringValue, id.hasPrefix("load-\(run)-") else { continue }
                 let object = (try? JSONSerialization.jsonObject(with: Data(message.value))) as? [String: Any] ?? [:]
-                if await tracker.received(id, at: Date(), escalated: object["escalate"] as? Bool == true, status: object["status"] as? String ?? "?") { break }
+                if await tracker.received(id, at: Date(), escalated: object["escalate"] as? Bool == true, status: object["status"] as? String ?? "?",
+                                          cached: object["cache"] != nil) { break }
             }
         }
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: client, linger: .milliseconds(5)))
@@ -47,7 +56,7 @@ struct LoadCommand: AsyncParsableCommand {
                 let wait = began.addingTimeInterval(offset).timeIntervalSinceNow
                 if wait > 0 { try await Task.sleep(for: .seconds(wait)) }  // pacing the send rate
                 let id = "load-\(run)-\(index)"
-                let body: [String: Any] = ["request_id": id, "prompt": prompts[index % prompts.count], "max_tokens": maxTokens,
+                let body: [String: Any] = ["request_id": id, "prompt": questions.next(index), "max_tokens": maxTokens,
                                            "conversation_id": "load-conv-\(index % 97)"]
                 let message = KafkaProducerMessage(
                     topic: configuration.topics.requests[0], key: Array("load-conv-\(index % 97)".utf8),
@@ -85,15 +94,17 @@ actor LoadTracker {
     private var receivedAt: [String: Date] = [:]
     private var escalated = 0
     private var statuses: [String: Int] = [:]
+    private var cached: Set<String> = []
 
     init(expected: Int) { self.expected = expected }
 
     func sent(_ id: String, at time: Date) { sentAt[id] = time }
 
     /// Records a reply; true once every request has one.
-    func received(_ id: String, at time: Date, escalated isEscalated: Bool, status: String) -> Bool {
+    func received(_ id: String, at time: Date, escalated isEscalated: Bool, status: String, cached isCached: Bool = false) -> Bool {
         if receivedAt[id] == nil {
             receivedAt[id] = time
+            if isCached { cached.insert(id) }
             if isEscalated { escalated += 1 }
             statuses[status, default: 0] += 1
         }
@@ -109,7 +120,10 @@ actor LoadTracker {
 
     func summary(began: Date) -> Summary {
         let latencies = receivedAt.compactMap { id, time in sentAt[id].map { time.timeIntervalSince($0) } }.sorted()
-        func percentile(_ p: Double) -> Double { latencies.isEmpty ? 0 : latencies[max(0, Int((p * Double(latencies.count)).rounded(.up)) - 1)] }
+        func percentile(_ p: Double, of latencies: [Double] = latencies) -> Double {
+            latencies.isEmpty ? 0 : latencies[max(0, Int((p * Double(latencies.count)).rounded(.up)) - 1)]
+        }
+        let hitLatencies = cached.compactMap { id in receivedAt[id].flatMap { time in sentAt[id].map { time.timeIntervalSince($0) } } }.sorted()
         let lost = sentAt.count - receivedAt.count
         let last = (receivedAt.values.max() ?? began).timeIntervalSince(began)
         let throughput = last > 0 ? Double(receivedAt.count) / last : 0
@@ -131,13 +145,17 @@ actor LoadTracker {
                 throughput %.1f replies/s over %.1f s
                 latency p50 %.0f ms, p95 %.0f ms, p99 %.0f ms
                 escalation rate %.1f%%, statuses %@
+                answer cache hits %d, their latency p50 %.0f ms, p95 %.0f ms
                 """,
             sentAt.count, receivedAt.count, lost, throughput, last, percentile(0.5) * 1000, percentile(0.95) * 1000, percentile(0.99) * 1000,
             receivedAt.isEmpty ? 0 : Double(escalated) / Double(receivedAt.count) * 100,
-            statuses.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+            statuses.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "),
+            cached.count, percentile(0.5, of: hitLatencies) * 1000, percentile(0.95, of: hitLatencies) * 1000)
         let object: [String: Any] = [
             "sent": sentAt.count, "answered": receivedAt.count, "lost": lost, "throughput_per_s": throughput,
             "latency_ms": ["p50": percentile(0.5) * 1000, "p95": percentile(0.95) * 1000, "p99": percentile(0.99) * 1000],
+            "cache_hits": cached.count,
+            "cache_hit_latency_ms": ["p50": percentile(0.5, of: hitLatencies) * 1000, "p95": percentile(0.95, of: hitLatencies) * 1000],
             "escalation_rate": receivedAt.isEmpty ? 0 : Double(escalated) / Double(receivedAt.count), "statuses": statuses,
             "timeline": ["sent_per_s": sentPerSecond, "answered_per_s": answeredPerSecond, "backlog": backlog],
         ]
@@ -167,5 +185,40 @@ actor LoadTracker {
             \(line(backlog, "#d62728"))
             </svg>
             """
+    }
+}
+
+/// Which question each request asks. Without a repeat ratio: the fixed questions in turn.
+/// With one: that share of requests (decided by a fixed-seed generator, so a run replays)
+/// repeats a question asked before; the others ask a new one (a fixed question with a
+/// reference number no other request has).
+struct QuestionMix {
+    let prompts: [String]
+    let repeatRatio: Double?
+    private var asked: [String] = []
+    private var random = UInt64(0x9E37_79B9_7F4A_7C15)
+
+    init(prompts: [String], repeatRatio: Double?) {
+        self.prompts = prompts
+        self.repeatRatio = repeatRatio
+    }
+
+    mutating func next(_ index: Int) -> String {
+        guard let ratio = repeatRatio else { return prompts[index % prompts.count] }
+        if !asked.isEmpty, Double(nextRandom() % 1_000_000) / 1_000_000 < ratio {
+            return asked[Int(nextRandom() % UInt64(asked.count))]
+        }
+        let question = "\(prompts[index % prompts.count]) (ref \(index))"
+        asked.append(question)
+        return question
+    }
+
+    /// SplitMix64.
+    private mutating func nextRandom() -> UInt64 {
+        random &+= 0x9E37_79B9_7F4A_7C15
+        var z = random
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

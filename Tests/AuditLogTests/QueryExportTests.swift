@@ -97,10 +97,10 @@ struct QueryExportTests {
         var lines: [String] = []
         try database.export(format: .csv, since: nil, until: nil) { lines.append($0) }
         #expect(lines.count == 24)
-        #expect(lines[0].hasPrefix("seq,request_id,") && lines[0].hasSuffix(",prev_hash,reply_topic,reply_partition,knowledge_version,knowledge_passages,escalation_reasons,decision_parts,trace_id,row_hash"))
+        #expect(lines[0].hasPrefix("seq,request_id,") && lines[0].hasSuffix(",prev_hash,reply_topic,reply_partition,knowledge_version,knowledge_passages,escalation_reasons,decision_parts,trace_id,cached_from,row_hash"))
         #expect(lines[1].hasPrefix("1,r1,c1,"))
         let stored = try #require(try database.record(requestID: "r1"))
-        #expect(lines[1].hasSuffix(",\(stored.prevHash),,,,,,,,\(stored.rowHash)"), "no reply destination, grounding or trace: seven empty fields")
+        #expect(lines[1].hasSuffix(",\(stored.prevHash),,,,,,,,,\(stored.rowHash)"), "no reply destination, grounding, trace or cache: eight empty fields")
     }
 
     @Test("the reply destination (schema v2) is stored and chained; rows without one hash exactly as v1 rows did")
@@ -133,8 +133,8 @@ struct QueryExportTests {
         var csv: [String] = []
         try database.export(format: .csv, since: nil, until: nil) { csv.append($0) }
         #expect(csv[0] == (v1Columns + ["reply_topic", "reply_partition", "knowledge_version", "knowledge_passages", "escalation_reasons",
-                                         "decision_parts", "trace_id", "row_hash"]).joined(separator: ","))
-        #expect(csv[2].hasSuffix(",,,,,,,,\(try #require(try database.record(requestID: "r2")).rowHash)"))
+                                         "decision_parts", "trace_id", "cached_from", "row_hash"]).joined(separator: ","))
+        #expect(csv[2].hasSuffix(",,,,,,,,,\(try #require(try database.record(requestID: "r2")).rowHash)"))
     }
 
     @Test("prune refuses young rows, removes an old prefix, and leaves a verifiable chain")

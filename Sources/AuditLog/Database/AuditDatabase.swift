@@ -135,7 +135,7 @@ public struct AuditDatabase: Sendable {
         // Privacy work happens before the write lock is taken, on all cores for big batches.
         let prepared = try Self.prepareAll(entries, configuration)
         return try write("appending \(entries.count) audit rows") { db in
-            let existing = try AuditRecord.filter(prepared.map(\.requestID).contains(Column("request_id"))).fetchAll(db)
+            let existing = try Self.records(db, requestIDs: prepared.map(\.requestID))
             var stored = Dictionary(existing.map { ($0.requestID, $0) }, uniquingKeysWith: { first, _ in first })
             var head = try Self.auditHead(db)
             let now = CanonicalTime.normalised(try db.transactionDate)
@@ -240,17 +240,33 @@ public struct AuditDatabase: Sendable {
 
     // MARK: - Lookups
 
-    /// The stored row of `requestID`, if audited.
+    /// The stored row of `requestID`, if audited. (A worker asks once per request: the
+    /// statement is prepared once per connection — preparing one over the table's ~45 columns
+    /// is most of the cost.)
     public func record(requestID: String) throws(AuditError) -> AuditRecord? {
         try read("looking up \(requestID)") { db in
-            try AuditRecord.filter(Column("request_id") == requestID).fetchOne(db)
+            try AuditRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM audit_records WHERE request_id = ?"), arguments: [requestID])
         }
+    }
+
+    /// The stored rows of `requestIDs` (a batch's duplicate check), with statements cached
+    /// per batch size.
+    static func records(_ db: Database, requestIDs: [String]) throws -> [AuditRecord] {
+        guard !requestIDs.isEmpty else { return [] }
+        var records: [AuditRecord] = []
+        for start in stride(from: 0, to: requestIDs.count, by: 64) {
+            let chunk = Array(requestIDs[start..<min(start + 64, requestIDs.count)])
+            let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            let statement = try db.cachedStatement(sql: "SELECT * FROM audit_records WHERE request_id IN (\(placeholders))")
+            records += try AuditRecord.fetchAll(statement, arguments: StatementArguments(chunk))
+        }
+        return records
     }
 
     /// Which of `requestIDs` are already audited (for skipping replays before inference).
     public func auditedRequestIDs(among requestIDs: [String]) throws(AuditError) -> Set<String> {
         try read("looking up \(requestIDs.count) request ids") { db in
-            Set(try String.fetchAll(db, AuditRecord.select(Column("request_id")).filter(requestIDs.contains(Column("request_id")))))
+            Set(try Self.records(db, requestIDs: requestIDs).map(\.requestID))
         }
     }
 

@@ -7,11 +7,37 @@ public struct EscalationPolicy: Sendable {
         /// Recorded as the escalation reason, e.g. `human_requested`.
         public var reason: String
         /// Case-insensitive substrings of the prompt that trigger the rule.
-        public var phrases: [String]
+        public var phrases: [String] { didSet { lowered = Self.lowered(phrases) } }
+        /// The phrases lower-cased, as UTF-8 (matched byte-wise: UTF-8 is self-synchronising,
+        /// so a byte match is a match of whole code points).
+        private var lowered: [[UInt8]]
 
         public init(reason: String, phrases: [String]) {
             self.reason = reason
             self.phrases = phrases
+            lowered = Self.lowered(phrases)
+        }
+
+        public static func == (lhs: Self, rhs: Self) -> Bool { lhs.reason == rhs.reason && lhs.phrases == rhs.phrases }
+
+        private static func lowered(_ phrases: [String]) -> [[UInt8]] { phrases.map { Array($0.lowercased().utf8) }.filter { !$0.isEmpty } }
+
+        private static func contains(_ haystack: UnsafeRawBufferPointer, _ needle: UnsafeRawBufferPointer) -> Bool {
+            guard let first = needle.first, needle.count <= haystack.count else { return false }
+            var index = 0
+            while index <= haystack.count - needle.count {
+                if haystack[index] == first, memcmp(haystack.baseAddress! + index, needle.baseAddress!, needle.count) == 0 { return true }
+                index += 1
+            }
+            return false
+        }
+
+        func matches(_ prompt: [UInt8]) -> Bool {
+            prompt.withUnsafeBytes { haystack in
+                lowered.contains { phrase in
+                    phrase.withUnsafeBytes { needle in Self.contains(haystack, needle) }
+                }
+            }
         }
     }
 
@@ -31,18 +57,15 @@ public struct EscalationPolicy: Sendable {
 
     /// Every rule matching the prompt, in rule order.
     public func ruleReasons(prompt: String) -> [String] {
-        let lowered = prompt.lowercased()
-        return rules.filter { rule in rule.phrases.contains(where: { lowered.firstRange(of: $0.lowercased()) != nil }) }.map(\.reason)
+        let lowered = Array(prompt.lowercased().utf8)
+        return rules.filter { $0.matches(lowered) }.map(\.reason)
     }
 
     /// The reason to escalate, or nil. Rules on the prompt come first (they hold even for a
     /// confident answer); then the confidence threshold.
     public func reason(prompt: String, confidence: Double?) -> String? {
-        let lowered = prompt.lowercased()
-        // The standard library's substring search (Foundation's `contains` would go through ICU).
-        for rule in rules where rule.phrases.contains(where: { lowered.firstRange(of: $0.lowercased()) != nil }) {
-            return rule.reason
-        }
+        let lowered = Array(prompt.lowercased().utf8)
+        for rule in rules where rule.matches(lowered) { return rule.reason }
         if let confidence, confidence < confidenceThreshold { return "low_confidence" }
         return nil
     }

@@ -426,6 +426,19 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
             return
         }
+        // A question answered before is answered from the cache before any planning (the
+        // retrieval and the prompt's tokenization are most of a hit's cost otherwise).
+        if let hit = cachedAnswer(cacheKey(request, knowledgeVersion: currentKnowledgeVersion())),
+           !(request.deadline.map { $0 <= Date() } ?? false) {
+            let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
+            let accepted = request
+            publishing.begin()
+            Task {
+                await self.completeFromCache(accepted, hit, original: original)
+                self.publishing.end()
+            }
+            return
+        }
         guard let plan = await plan(request) else {
             state.abandon([request.source])  // shutting down: the next owner answers
             return
@@ -442,16 +455,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // Kept until the request ends, for a DLQ copy should its reply fail for good: bounded
         // to 64 KB so a thousand held requests cannot hold a thousand large records.
         let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
-        let cacheKey = answerCache == nil ? nil : AnswerCache.key(request, context: .init(
-            modelSHA256: backend.identity.sha256, templateVersion: templateVersion, answerMode: answers.settings.answerMode,
-            knowledgeVersion: plan.retrieval?.version))
-        if plan.needsModel, let hit = cachedAnswer(cacheKey), !(request.deadline.map { $0 <= Date() } ?? false) {
-            publishing.begin()
-            Task {
-                await self.completeFromCache(accepted, hit, original: original)
-                self.publishing.end()
-            }
-        } else if !plan.needsModel {
+        // Stored under the version the answer was grounded in.
+        let cacheKey = plan.needsModel ? cacheKey(request, knowledgeVersion: plan.retrieval?.version) : nil
+        if !plan.needsModel {
             // Nothing retrieved: decided at once, without the model (expired if its deadline passed).
             let outcome: ScheduledJob.Outcome = request.deadline.map { $0 <= Date() } ?? false ? .expired : .answeredWithoutModel(startedAt: Date())
             publishing.begin()
@@ -516,6 +522,31 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             logger.warning("cluster metadata unavailable; asking again", metadata: ["topic": "\(topic)"])
             guard await backoff.wait() else { return .unknown }
         }
+    }
+
+    /// The knowledge version answers are grounded in now: nil without a knowledge base;
+    /// `.unreadable` when it cannot be read (no cache lookup then).
+    private enum KnowledgeVersion { case none, version(String), unreadable }
+
+    private func currentKnowledgeVersion() -> KnowledgeVersion {
+        guard let knowledge = answers.knowledge else { return .none }
+        guard let version = try? knowledge.version() else { return .unreadable }
+        return .version(version)
+    }
+
+    private func cacheKey(_ request: InferenceRequest, knowledgeVersion: KnowledgeVersion) -> String? {
+        switch knowledgeVersion {
+        case .none: cacheKey(request, knowledgeVersion: nil as String?)
+        case .version(let version): cacheKey(request, knowledgeVersion: version)
+        case .unreadable: nil
+        }
+    }
+
+    private func cacheKey(_ request: InferenceRequest, knowledgeVersion: String?) -> String? {
+        guard answerCache != nil else { return nil }
+        return AnswerCache.key(request, context: .init(
+            modelSHA256: backend.identity.sha256, templateVersion: templateVersion, answerMode: answers.settings.answerMode,
+            knowledgeVersion: knowledgeVersion))
     }
 
     /// The cached answer of `key`; a cache that cannot be read is a miss (logged), never a stall.

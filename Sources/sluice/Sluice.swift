@@ -9,6 +9,6 @@ struct Sluice: AsyncParsableCommand {
         commandName: "sluice",
         abstract: "Kafka-native LLM inference worker for customer-service pipelines.",
         version: version,
-        subcommands: [RunCommand.self, SendCommand.self, LoadCommand.self, VersionCommand.self, TopicsCommand.self, ConfigCommand.self, AuditCommand.self, ModelCommand.self, KnowledgeCommand.self, EvalCommand.self]
+        subcommands: [RunCommand.self, SendCommand.self, LoadCommand.self, VersionCommand.self, TopicsCommand.self, ConfigCommand.self, AuditCommand.self, ModelCommand.self, KnowledgeCommand.self, EvalCommand.self, CacheCommand.self]
     )
 }

@@ -90,6 +90,34 @@ public final class AnswerCache: Sendable {
         try pool.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM answers") ?? 0 }
     }
 
+    /// What the cache holds: entries, the oldest and newest entry's time, and per request
+    /// whose answer is reused, how many keys reuse it (most first, at most `top`).
+    public func stats(top: Int = 10) throws -> (entries: Int, oldest: Date?, newest: Date?, answers: [(requestID: String, keys: Int)]) {
+        try pool.read { db in
+            let row = try Row.fetchOne(db, sql: "SELECT count(*) AS n, min(created_at) AS oldest, max(created_at) AS newest FROM answers")
+            let answers = try Row.fetchAll(db, sql: """
+                SELECT json_extract(CAST(entry AS TEXT), '$.requestID') AS id, count(*) AS keys FROM answers
+                GROUP BY id ORDER BY keys DESC, id LIMIT ?
+                """, arguments: [top]).map { (requestID: ($0["id"] as String?) ?? "?", keys: $0["keys"] as Int) }
+            return (row?["n"] ?? 0, (row?["oldest"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    (row?["newest"] as Double?).map(Date.init(timeIntervalSince1970:)), answers)
+        }
+    }
+
+    /// Removes the entries that reuse `requestID`'s answer (an answer found wrong after it
+    /// went out must not be repeated), or every entry when nil. Returns how many went.
+    @discardableResult
+    public func clear(requestID: String? = nil) throws -> Int {
+        try pool.write { db in
+            if let requestID {
+                try db.execute(sql: "DELETE FROM answers WHERE json_extract(CAST(entry AS TEXT), '$.requestID') = ?", arguments: [requestID])
+            } else {
+                try db.execute(sql: "DELETE FROM answers")
+            }
+            return db.changesCount
+        }
+    }
+
     // MARK: - The key
 
     /// What decides an answer, besides the question.

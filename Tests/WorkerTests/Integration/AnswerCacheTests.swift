@@ -70,12 +70,22 @@ struct AnswerCacheTests {
         try await ask([("c-8", Self.hotline, [:])])
         #expect((replies["c-8"]?["cache"] as? [String: Any])?["request_id"] as? String == "c-7")
 
-        let audit = try await harness.auditDatabase(rows: 8)
+        // An answer found wrong is cleared by its request id (`sluice cache clear`); the running
+        // worker asks the model again.
+        let cachePath = harness.directory.appendingPathComponent("answer-cache.sqlite").path
+        let (statsStatus, statsOutput) = try harness.runSluice(["cache", "stats", "--db", cachePath], withBrokers: false)
+        #expect(statsStatus == 0 && String(decoding: statsOutput, as: UTF8.self).contains("2 entries"), "\(String(decoding: statsOutput, as: UTF8.self))")
+        let (clearStatus, clearOutput) = try harness.runSluice(["cache", "clear", "--db", cachePath, "--request-id", "c-7"], withBrokers: false)
+        #expect(clearStatus == 0 && String(decoding: clearOutput, as: UTF8.self).contains("removed 1 entry"))
+        try await ask([("c-9", Self.hotline, [:])])
+        #expect(replies["c-9"]?["cache"] == nil, "a cleared answer is not reused")
+
+        let audit = try await harness.auditDatabase(rows: 9)
         let reused = try #require(try audit.record(requestID: "c-2"))
         #expect(reused.cachedFrom == "c-1" && reused.status == .ok && reused.route == .auto && reused.completionTokens == 0)
         #expect(reused.knowledgeVersion == (try audit.record(requestID: "c-1"))?.knowledgeVersion)
         #expect(try audit.record(requestID: "c-8")?.cachedFrom == "c-7")
-        for id in ["c-1", "c-3", "c-4", "c-5", "c-6", "c-7"] { #expect(try audit.record(requestID: id)?.cachedFrom == nil, "\(id)") }
+        for id in ["c-1", "c-3", "c-4", "c-5", "c-6", "c-7", "c-9"] { #expect(try audit.record(requestID: id)?.cachedFrom == nil, "\(id)") }
         #expect(try audit.verify().isIntact)
     }
 }
@@ -135,5 +145,24 @@ struct AnswerCacheUnitTests {
         #expect(try cache.count() < 300)
         #expect(try cache.lookup("k299", now: start.addingTimeInterval(30)) != nil)
         #expect(try cache.lookup("old", now: start.addingTimeInterval(30)) == nil, "the oldest went first")
+    }
+
+    @Test("an answer found wrong can be cleared by its request id: the keys reusing it go, the others stay; stats count per answer")
+    func clearByRequest() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sluice-cache-\(UUID().uuidString).sqlite").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cache = try AnswerCache(path: path, maxEntries: 100, maxAge: 3600)
+        func entry(_ id: String) -> AnswerCache.Entry {
+            AnswerCache.Entry(requestID: id, text: "t", confidence: 0.9, parts: DecisionParts(), knowledgeVersion: nil, passageIDs: [],
+                              promptTokens: 1, completionTokens: 1)
+        }
+        try cache.store(entry("wrong"), for: "a")
+        try cache.store(entry("wrong"), for: "b")
+        try cache.store(entry("right"), for: "c")
+        let stats = try cache.stats()
+        #expect(stats.entries == 3 && stats.answers.first?.requestID == "wrong" && stats.answers.first?.keys == 2)
+        #expect(try cache.clear(requestID: "wrong") == 2)
+        #expect(try cache.lookup("a") == nil && cache.lookup("b") == nil && cache.lookup("c") == entry("right"))
+        #expect(try cache.clear() == 1 && cache.count() == 0)
     }
 }

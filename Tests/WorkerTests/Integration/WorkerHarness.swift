@@ -118,10 +118,10 @@ final class WorkerHarness: @unchecked Sendable {
     }
 
     /// Runs a short `sluice` command against this harness's broker and topics.
-    func runSluice(_ arguments: [String]) throws -> (status: Int32, stdout: Data) {
+    func runSluice(_ arguments: [String], withBrokers: Bool = true) throws -> (status: Int32, stdout: Data) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = arguments + ["--brokers", brokers]
+        process.arguments = arguments + (withBrokers ? ["--brokers", brokers] : [])
         process.environment = ProcessInfo.processInfo.environment.merging([
             "SLUICE_TOPICS_REQUESTS": requestsTopic, "SLUICE_TOPICS_REPLIES": repliesTopic,
             "SLUICE_TOPICS_ESCALATIONS": escalationsTopic, "SLUICE_TOPICS_DEAD_LETTERS": deadLettersTopic,

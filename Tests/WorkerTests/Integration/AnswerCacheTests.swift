@@ -56,13 +56,7 @@ struct AnswerCacheTests {
         #expect(try cache.count() == 1, "only the automated greedy answer is stored")
 
         // A knowledge re-import changes the version: the old answer is not reused.
-        let shipped = try String(contentsOf: WorkerHarness.repositoryRoot.appendingPathComponent("Config/knowledge-base.jsonl"), encoding: .utf8)
-        let changed = shipped.split(separator: "\n").map { line -> String in
-            line.contains(#""id":"customer-hotline""#)
-                ? #"{"id":"customer-hotline","title":"Customer service hotline","text":"The customer service hotline is 96666, available 24 hours a day.","lang":"en","questions":["What is the customer service number?"],"tags":["contact"]}"#
-                : String(line)
-        }.joined(separator: "\n")
-        _ = try harness.importKnowledge(changed)
+        _ = try harness.importChangedHotline()
         try await ask([("c-7", Self.hotline, [:])])
         let reimported = try #require(replies["c-7"])
         #expect(reimported["cache"] == nil && (reimported["text"] as? String)?.contains("96666") == true, "\(reimported)")

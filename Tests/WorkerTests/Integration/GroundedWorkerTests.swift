@@ -44,13 +44,7 @@ struct GroundedWorkerTests {
         #expect(escalation["request_id"] as? String == "g-2" && escalation["reason"] as? String == "no_knowledge")
 
         // The bank changes its hotline; the running worker answers from the new import.
-        let shipped = try String(contentsOf: WorkerHarness.repositoryRoot.appendingPathComponent("Config/knowledge-base.jsonl"), encoding: .utf8)
-        let changed = shipped.split(separator: "\n").map { line -> String in
-            line.contains(#""id":"customer-hotline""#)
-                ? #"{"id":"customer-hotline","title":"Customer service hotline","text":"The customer service hotline is 96666, available 24 hours a day.","lang":"en","questions":["What is the customer service number?"],"tags":["contact"]}"#
-                : String(line)
-        }.joined(separator: "\n")
-        let newVersion = try harness.importKnowledge(changed)
+        let newVersion = try harness.importChangedHotline()
         #expect(newVersion != version)
         try await harness.send([(key: "g-3", value: WorkerHarness.request("g-3", prompt: hotline), headers: [])])
         let all = try await harness.read(harness.repliesTopic, count: 3)

@@ -49,6 +49,18 @@ final class WorkerHarness: @unchecked Sendable {
         })
     }
 
+    /// Imports the shipped knowledge base with the hotline changed to 96666 (the bank edits an
+    /// answer); returns the new version.
+    func importChangedHotline() throws -> String {
+        let shipped = try String(contentsOf: Self.repositoryRoot.appendingPathComponent("Config/knowledge-base.jsonl"), encoding: .utf8)
+        let changed = shipped.split(separator: "\n").map { line -> String in
+            line.contains(#""id":"customer-hotline""#)
+                ? #"{"id":"customer-hotline","title":"Customer service hotline","text":"The customer service hotline is 96666, available 24 hours a day.","lang":"en","questions":["What is the customer service number?"],"tags":["contact"]}"#
+                : String(line)
+        }.joined(separator: "\n")
+        return try importKnowledge(changed)
+    }
+
     /// Replaces the knowledge base's contents (as `sluice kb import` does); returns the new version.
     @discardableResult
     func importKnowledge(_ jsonl: String) throws -> String {

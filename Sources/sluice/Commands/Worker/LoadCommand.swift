@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Inference
 import KafkaClient
 import Worker
 
@@ -196,7 +197,7 @@ struct QuestionMix {
     let prompts: [String]
     let repeatRatio: Double?
     private var asked: [String] = []
-    private var random = UInt64(0x9E37_79B9_7F4A_7C15)
+    private var random = SplitMix64(seed: 0x9E37_79B9_7F4A_7C15)
 
     init(prompts: [String], repeatRatio: Double?) {
         self.prompts = prompts
@@ -205,20 +206,12 @@ struct QuestionMix {
 
     mutating func next(_ index: Int) -> String {
         guard let ratio = repeatRatio else { return prompts[index % prompts.count] }
-        if !asked.isEmpty, Double(nextRandom() % 1_000_000) / 1_000_000 < ratio {
-            return asked[Int(nextRandom() % UInt64(asked.count))]
+        if !asked.isEmpty, Double(random.next() % 1_000_000) / 1_000_000 < ratio {
+            return asked[Int(random.next() % UInt64(asked.count))]
         }
         let question = "\(prompts[index % prompts.count]) (ref \(index))"
         asked.append(question)
         return question
     }
-
-    /// SplitMix64.
-    private mutating func nextRandom() -> UInt64 {
-        random &+= 0x9E37_79B9_7F4A_7C15
-        var z = random
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
 }
+

@@ -67,9 +67,9 @@ struct AnswerCacheTests {
         // An answer found wrong is cleared by its request id (`sluice cache clear`); the running
         // worker asks the model again.
         let cachePath = harness.directory.appendingPathComponent("answer-cache.sqlite").path
-        let (statsStatus, statsOutput) = try harness.runSluice(["cache", "stats", "--db", cachePath], withBrokers: false)
+        let (statsStatus, statsOutput) = try await harness.runSluice(["cache", "stats", "--db", cachePath], withBrokers: false)
         #expect(statsStatus == 0 && String(decoding: statsOutput, as: UTF8.self).contains("2 entries"), "\(String(decoding: statsOutput, as: UTF8.self))")
-        let (clearStatus, clearOutput) = try harness.runSluice(["cache", "clear", "--db", cachePath, "--request-id", "c-7"], withBrokers: false)
+        let (clearStatus, clearOutput) = try await harness.runSluice(["cache", "clear", "--db", cachePath, "--request-id", "c-7"], withBrokers: false)
         #expect(clearStatus == 0 && String(decoding: clearOutput, as: UTF8.self).contains("removed 1 entry"))
         try await ask([("c-9", Self.hotline, [:])])
         #expect(replies["c-9"]?["cache"] == nil, "a cleared answer is not reused")

@@ -67,7 +67,7 @@ struct PoisonPillTests {
         }
         try await harness.send(traffic, maxMessageBytes: 2_000_000)
         // Three committed transactions of three requests each (commit markers between them).
-        let transactional = try harness.runPython("transactional_producer.py", [harness.brokers, harness.requestsTopic, harness.prefix, "3", "3"])
+        let transactional = try await harness.runPython("transactional_producer.py", [harness.brokers, harness.requestsTopic, harness.prefix, "3", "3"])
         let transactionalIDs = transactional.split(separator: "\n").map(String.init)
         #expect(transactionalIDs.count == 9)
 
@@ -164,7 +164,7 @@ extension WorkerHarness {
     func pid(_ name: String) -> Int32 { processes(name)?.processIdentifier ?? -1 }
 
     /// Runs a script of Tests/WorkerTests/Scripts with the project's Python; its standard output.
-    func runPython(_ script: String, _ arguments: [String]) throws -> String {
+    func runPython(_ script: String, _ arguments: [String]) async throws -> String {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let process = Process()
         process.executableURL = root.appendingPathComponent(".venv/bin/python")
@@ -173,9 +173,12 @@ extension WorkerHarness {
         process.standardOutput = output
         process.standardError = errors
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        let failure = errors.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let (data, failure) = try await offThePool {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            let failure = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (data, failure)
+        }
         guard process.terminationStatus == 0 else {
             throw Missing(description: "\(script) failed: \(String(decoding: failure, as: UTF8.self))")
         }

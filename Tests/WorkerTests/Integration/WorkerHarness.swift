@@ -130,7 +130,7 @@ final class WorkerHarness: @unchecked Sendable {
     }
 
     /// Runs a short `sluice` command against this harness's broker and topics.
-    func runSluice(_ arguments: [String], withBrokers: Bool = true) throws -> (status: Int32, stdout: Data) {
+    func runSluice(_ arguments: [String], withBrokers: Bool = true) async throws -> (status: Int32, stdout: Data) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments + (withBrokers ? ["--brokers", brokers] : [])
@@ -142,9 +142,11 @@ final class WorkerHarness: @unchecked Sendable {
         let output = Pipe()
         process.standardOutput = output
         try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, data)
+        return try await offThePool {
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, data)
+        }
     }
 
     func isRunning(_ name: String) -> Bool { processes[name]?.isRunning == true }
@@ -234,6 +236,15 @@ func withDeadlineThrowing<T: Sendable>(_ seconds: Double, _ what: String, _ body
         defer { group.cancelAll() }
         guard let first = try await group.next(), let value = first else { throw DeadlineExceeded(what: what) }
         return value
+    }
+}
+
+/// Runs blocking work (a child process waited for, a pipe read to its end) on a Dispatch thread, never on
+/// Swift's cooperative pool: that pool has one thread per core, and a test blocking it can starve the
+/// in-process HTTP server or worker it is waiting for.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
     }
 }
 

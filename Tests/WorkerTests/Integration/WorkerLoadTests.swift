@@ -107,7 +107,7 @@ struct LoadGeneratorTests {
         let harness = try await WorkerHarness(model: "echo")
         defer { harness.stopAll() }
         try await harness.startWorker("w1")
-        let (status, data) = try harness.runSluice(["send", "--prompt", "年费是多少？", "--request-id", "send-1", "--timeout", "60", "--json"])
+        let (status, data) = try await harness.runSluice(["send", "--prompt", "年费是多少？", "--request-id", "send-1", "--timeout", "60", "--json"])
         #expect(status == 0)
         let reply = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         #expect(reply["request_id"] as? String == "send-1")
@@ -121,7 +121,7 @@ struct LoadGeneratorTests {
         defer { harness.stopAll() }
         try await harness.startWorker("w1", extra: ["SLUICE_CACHE_ENABLED": "true"])
         let report = harness.directory.appendingPathComponent("load.json").path
-        let (status, output) = try harness.runSluice(["load", "--rate", "100", "--duration", "2", "--burst", "100@1", "--repeat", "0.8",
+        let (status, output) = try await harness.runSluice(["load", "--rate", "100", "--duration", "2", "--burst", "100@1", "--repeat", "0.8",
                                                       "--timeout", "60", "--report", report])
         let text = String(decoding: output, as: UTF8.self)
         #expect(status == 0, "\(text)")

@@ -64,6 +64,8 @@ let package = Package(
             name: "AuditLog",
             dependencies: [
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SQLite's C API for the append's multi-row insert, bound without GRDB's per-value boxing.
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
@@ -122,7 +124,9 @@ let package = Package(
         ),
         .testTarget(
             name: "AuditLogTests",
-            dependencies: ["AuditLog"],
+            dependencies: [
+                "AuditLog", .product(name: "PropertyBased", package: "swift-property-based"), .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import AuditLog
+import Crypto
 import Foundation
 import Testing
 
@@ -31,6 +32,12 @@ struct AppendTests {
         #expect(record.promptMasked == "Card [CARD ****1111] lost, call [PHONE]")
         #expect(record.promptSHA256 == "219198e7cc1486b14ead239583797286d4fd1058660694d5af7f5df5cbb84232")  // sha256sum of the prompt
         #expect(try record.customerPseudonym == AuditFixture.configurationKeys().pseudonym(for: "customer-1"))
+        // The keyed HMAC is reused by copy: each pseudonym must still be the one-shot HMAC of its reference alone.
+        let keys = try AuditFixture.configurationKeys()
+        for reference in ["customer-1", "customer-2", "customer-1"] {
+            let expected = HMAC<SHA256>.authenticationCode(for: Data(reference.utf8), using: keys.pseudonymKey).map { String(format: "%02x", $0) }.joined()
+            #expect(keys.pseudonym(for: reference) == expected)
+        }
         #expect(try AuditKeys.unseal(#require(record.promptSealed), key: AuditFixture.keys.sealingKey) == prompt)
         for suffix in ["", "-wal"] {
             let bytes = (try? Data(contentsOf: URL(fileURLWithPath: database.path + suffix))) ?? Data()

@@ -49,34 +49,42 @@ enum CanonicalJSON {
         var output: [UInt8] = [UInt8(ascii: "[")]
         output.reserveCapacity(1024)
         for (index, (name, value)) in fields.enumerated() {
-            if index > 0 { output.append(UInt8(ascii: ",")) }
-            output.append(contentsOf: [UInt8(ascii: "["), UInt8(ascii: "\"")])
-            output.append(contentsOf: name.utf8)
-            output.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ",")])
-            value.appendJSON(to: &output)
-            output.append(UInt8(ascii: "]"))
+            appendField(name, value, to: &output, leadingComma: index > 0)
         }
         output.append(UInt8(ascii: "]"))
         return output
+    }
+
+    /// One `["name",value]` pair (after a comma unless it is the first).
+    static func appendField(_ name: String, _ value: CanonicalValue, to output: inout [UInt8], leadingComma: Bool) {
+        if leadingComma { output.append(UInt8(ascii: ",")) }
+        output.append(contentsOf: [UInt8(ascii: "["), UInt8(ascii: "\"")])
+        output.append(contentsOf: name.utf8)
+        output.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ",")])
+        value.appendJSON(to: &output)
+        output.append(UInt8(ascii: "]"))
     }
 
     static func appendString(_ value: String, to output: inout [UInt8]) {
         output.append(UInt8(ascii: "\""))
         var value = value
         value.withUTF8 { bytes in
-            for byte in bytes {
+            var run = 0  // start of the bytes not yet copied (none of which needs escaping)
+            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run..<index]))
+                run = index + 1
                 switch byte {
                 case UInt8(ascii: "\""): output.append(contentsOf: [92, 34])
                 case UInt8(ascii: "\\"): output.append(contentsOf: [92, 92])
                 case UInt8(ascii: "\n"): output.append(contentsOf: [92, 110])
                 case UInt8(ascii: "\r"): output.append(contentsOf: [92, 114])
                 case UInt8(ascii: "\t"): output.append(contentsOf: [92, 116])
-                case 0..<0x20:
+                default:
                     output.append(contentsOf: "\\u00".utf8)
                     output.append(contentsOf: String(byte, radix: 16).leftPadded(to: 2).utf8)
-                default: output.append(byte)
                 }
             }
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[run...]))
         }
         output.append(UInt8(ascii: "\""))
     }

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The audit log: one SQLite file (WAL) per host, shared by every worker process on it.
 ///
@@ -139,22 +140,23 @@ public struct AuditDatabase: Sendable {
             var stored = Dictionary(existing.map { ($0.requestID, $0) }, uniquingKeysWith: { first, _ in first })
             var head = try Self.auditHead(db)
             let now = CanonicalTime.normalised(try db.transactionDate)
+            let nowText = CanonicalTime.format(now)
             var results: [AppendResult] = []
             results.reserveCapacity(prepared.count)
-            for var record in prepared {
-                if let previous = stored[record.requestID] {
+            var rows: [PreparedRecord] = []
+            rows.reserveCapacity(prepared.count)
+            for var row in prepared {
+                if let previous = stored[row.requestID] {
                     results.append(.duplicate(previous))
                     continue
                 }
-                record.seq = head.seq + 1
-                record.recordedAt = now
-                record.prevHash = head.hash
-                record.rowHash = AuditChain.hash(record)
-                try Self.insert(record, db)
-                head = (record.seq, record.rowHash)
-                stored[record.requestID] = record
-                results.append(.appended(record))
+                row.chain(seq: head.seq + 1, recordedAt: now, recordedAtText: nowText, prevHash: head.hash)
+                head = (row.record.seq, row.record.rowHash)
+                stored[row.requestID] = row.record
+                results.append(.appended(row.record))
+                rows.append(row)
             }
+            try Self.insert(rows, recordedAtText: nowText, db)
             if let every = Optional(configuration.checkpointEvery), every > 0, configuration.keys.signingKey != nil {
                 let lastCheckpointed = try Int64.fetchOne(db, sql: "SELECT max(audit_head_seq) FROM checkpoints") ?? 0
                 if head.seq / every > lastCheckpointed / every {
@@ -176,7 +178,7 @@ public struct AuditDatabase: Sendable {
         }
     }
 
-    static func prepareAll(_ entries: [AuditEntry], _ configuration: AuditLogConfiguration) throws(AuditError) -> [AuditRecord] {
+    static func prepareAll(_ entries: [AuditEntry], _ configuration: AuditLogConfiguration) throws(AuditError) -> [PreparedRecord] {
         guard entries.count >= 16 else {
             return try entries.map { entry throws(AuditError) in try prepare(entry, configuration) }
         }
@@ -190,7 +192,7 @@ public struct AuditDatabase: Sendable {
         return try results.values()
     }
 
-    static func prepare(_ entry: AuditEntry, _ configuration: AuditLogConfiguration) throws(AuditError) -> AuditRecord {
+    static func prepare(_ entry: AuditEntry, _ configuration: AuditLogConfiguration) throws(AuditError) -> PreparedRecord {
         var record = entry.record
         record.receivedAt = CanonicalTime.normalised(record.receivedAt)
         record.startedAt = record.startedAt.map(CanonicalTime.normalised)
@@ -204,20 +206,59 @@ public struct AuditDatabase: Sendable {
         } catch {
             throw AuditError(code: .key, message: "sealing the prompt of \(record.requestID): \(error)")
         }
-        return record
+        return PreparedRecord(record)
     }
 
-    private static let insertSQL: String = {
-        let names = AuditRecord.storedFieldNames + ["row_hash"]
-        return "INSERT INTO audit_records (\(names.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES (\(names.map { _ in "?" }.joined(separator: ", ")))"
-    }()
+    /// Rows per multi-row INSERT (47 columns each: well inside SQLite's variable limit).
+    private static let rowsPerInsert = 16
 
-    /// Inserts through one cached prepared statement (GRDB's record insert builds a
-    /// persistence container per row, which dominated batch appends).
-    private static func insert(_ record: AuditRecord, _ db: Database) throws {
-        let statement = try db.cachedStatement(sql: insertSQL)
-        let values = record.storedFields.map(\.1.databaseValue) + [record.rowHash]
-        try statement.execute(arguments: StatementArguments(values))
+    private static func insertSQL(rows: Int) -> String {
+        let names = AuditRecord.storedFieldNames + ["row_hash"]
+        let row = "(" + Array(repeating: "?", count: names.count).joined(separator: ",") + ")"
+        return "INSERT INTO audit_records (\(names.map { "\"\($0)\"" }.joined(separator: ", "))) VALUES "
+            + Array(repeating: row, count: rows).joined(separator: ",")
+    }
+
+    /// Inserts `rows` in order, `rowsPerInsert` at a time through cached prepared statements
+    /// bound with SQLite's C API (GRDB's record insert builds a persistence container per row,
+    /// and its arguments box every value: together most of the write lock's time).
+    private static func insert(_ rows: [PreparedRecord], recordedAtText: String, _ db: Database) throws {
+        var start = 0
+        var values: [ColumnValue] = []
+        while start < rows.count {
+            let count = min(rowsPerInsert, rows.count - start)
+            let statement = try db.cachedStatement(sql: insertSQL(rows: count))
+            values.removeAll(keepingCapacity: true)
+            for row in rows[start..<(start + count)] { row.appendInsertValues(to: &values, recordedAtText: recordedAtText) }
+            try execute(statement, values, db)
+            start += count
+        }
+    }
+
+    private static func execute(_ statement: Statement, _ values: [ColumnValue], _ db: Database) throws {
+        let handle = statement.sqliteStatement
+        sqlite3_reset(handle)
+        sqlite3_clear_bindings(handle)
+        defer { sqlite3_reset(handle) }
+        let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)  // SQLITE_TRANSIENT: SQLite copies
+        var code = SQLITE_OK
+        for (offset, value) in values.enumerated() where code == SQLITE_OK {
+            let index = Int32(offset + 1)
+            switch value {
+            case .null: code = sqlite3_bind_null(handle, index)
+            case .integer(let integer): code = sqlite3_bind_int64(handle, index, integer)
+            case .real(let real): code = sqlite3_bind_double(handle, index, real)
+            // An empty buffer may have no address, which SQLite would bind as NULL: bind "" and x'' explicitly.
+            case .text(let text) where text.isEmpty: code = sqlite3_bind_text(handle, index, "", 0, transient)
+            case .text(var text): code = text.withUTF8 { sqlite3_bind_text(handle, index, $0.baseAddress, Int32($0.count), transient) }
+            case .blob(let data) where data.isEmpty: code = sqlite3_bind_zeroblob(handle, index, 0)
+            case .blob(let data): code = data.withUnsafeBytes { sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), transient) }
+            }
+        }
+        if code == SQLITE_OK { code = sqlite3_step(handle) }
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)), sql: statement.sql)
+        }
     }
 
     /// The last row's seq and hash, or the latest prune anchor, or the genesis.
@@ -330,7 +371,7 @@ public struct AuditDatabase: Sendable {
 /// Results of preparing a batch concurrently: a fixed buffer whose slots are each written
 /// by exactly one thread, read after all writers finished.
 private final class PreparedBatch: @unchecked Sendable {
-    private let slots: UnsafeMutableBufferPointer<Result<AuditRecord, AuditError>?>
+    private let slots: UnsafeMutableBufferPointer<Result<PreparedRecord, AuditError>?>
 
     init(count: Int) {
         slots = .allocate(capacity: count)
@@ -342,9 +383,9 @@ private final class PreparedBatch: @unchecked Sendable {
         slots.deallocate()
     }
 
-    func set(_ index: Int, _ result: Result<AuditRecord, AuditError>) { slots[index] = result }
+    func set(_ index: Int, _ result: Result<PreparedRecord, AuditError>) { slots[index] = result }
 
-    func values() throws(AuditError) -> [AuditRecord] {
+    func values() throws(AuditError) -> [PreparedRecord] {
         try slots.map { slot throws(AuditError) in try slot!.get() }
     }
 }

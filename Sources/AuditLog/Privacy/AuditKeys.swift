@@ -4,7 +4,12 @@ import Foundation
 /// The keys the audit log uses, parsed from configuration (base64 text).
 public struct AuditKeys: Sendable {
     /// HMAC-SHA256 key that turns customer references into stable pseudonyms.
-    public var pseudonymKey: SymmetricKey
+    public var pseudonymKey: SymmetricKey {
+        didSet { pseudonymMAC = HMAC(key: pseudonymKey) }
+    }
+    /// The HMAC keyed once (its key schedule was a measurable part of each audit row):
+    /// copied per pseudonym, a value whose digest state is a plain struct.
+    private var pseudonymMAC: HMAC<SHA256>
     /// AES-GCM key that seals the original prompt for authorised review (optional).
     public var sealingKey: SymmetricKey?
     /// Ed25519 key that signs chain checkpoints (optional, strongly recommended).
@@ -12,6 +17,7 @@ public struct AuditKeys: Sendable {
 
     public init(pseudonymKey: SymmetricKey, sealingKey: SymmetricKey? = nil, signingKey: Curve25519.Signing.PrivateKey? = nil) {
         self.pseudonymKey = pseudonymKey
+        self.pseudonymMAC = HMAC(key: pseudonymKey)
         self.sealingKey = sealingKey
         self.signingKey = signingKey
     }
@@ -25,6 +31,7 @@ public struct AuditKeys: Sendable {
             throw AuditError(code: .key, message: "the pseudonym key must be base64 of at least 16 bytes")
         }
         self.pseudonymKey = SymmetricKey(data: pseudonym)
+        self.pseudonymMAC = HMAC(key: self.pseudonymKey)
         if !sealingKey.isEmpty {
             guard let sealing = Data(base64Encoded: sealingKey), sealing.count == 32 else {
                 throw AuditError(code: .key, message: "the sealing key must be base64 of 32 bytes")
@@ -54,7 +61,9 @@ public struct AuditKeys: Sendable {
 
     /// The customer reference's pseudonym: hex HMAC-SHA256 under `pseudonymKey`.
     public func pseudonym(for customerRef: String) -> String {
-        HMAC<SHA256>.authenticationCode(for: Data(customerRef.utf8), using: pseudonymKey).hexString
+        var mac = pseudonymMAC
+        mac.update(data: Array(customerRef.utf8))
+        return mac.finalize().hexString
     }
 
     /// The text sealed under `sealingKey`, or nil without one.

@@ -81,6 +81,14 @@ extension AuditRecord: FetchableRecord, PersistableRecord {
         baseFields + addedFields.filter { $0.1.databaseValue != nil }
     }
 
+    /// The chained fields an append knows before it takes the write lock — every base field
+    /// but `seq` (the first) and `recorded_at`, `prev_hash` (the last two) — and the added
+    /// fields (all of them: the chain skips those without a value, the insert writes them).
+    var lockIndependentFields: (base: ArraySlice<(String, CanonicalValue)>, added: [(String, CanonicalValue)]) {
+        let base = baseFields
+        return (base[1..<(base.count - 2)], addedFields)
+    }
+
     /// Every stored column but `row_hash`, in table order (what an insert writes).
     var storedFields: [(String, CanonicalValue)] { baseFields + addedFields }
 

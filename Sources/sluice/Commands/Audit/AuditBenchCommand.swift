@@ -1,6 +1,7 @@
 import ArgumentParser
 import AuditLog
 import Foundation
+import Synchronization
 
 struct AuditBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,13 +14,15 @@ struct AuditBenchCommand: ParsableCommand {
     @Option(help: "Comma-separated batch sizes.") var batch = "1,16,64"
     @Option(name: .customLong("worker-id"), help: "Worker id written into the rows.") var workerID = "bench"
     @Option(help: "synchronous mode: FULL or NORMAL.") var synchronous = "FULL"
+    @Option(name: .customLong("in-flight"), help: "Batches appended at once (the worker keeps 2 in flight: one is masked and hashed while the other holds the write lock).")
+    var inFlight = 2
     @Option(name: .customLong("mask-kinds"), help: "PII kinds to mask (comma-separated; empty: none).")
     var maskKinds = PIIKind.allCases.map(\.rawValue).joined(separator: ",")
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         let sizes = batch.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
-        guard !sizes.isEmpty, rows > 0 else { throw ValidationError("--rows and --batch must be positive") }
+        guard !sizes.isEmpty, rows > 0, inFlight > 0 else { throw ValidationError("--rows, --batch and --in-flight must be positive") }
         let keys = AuditKeys.generate()
         let configuration = AuditLogConfiguration(
             keys: try AuditKeys(pseudonymKey: keys.pseudonymKey, signingKey: keys.signingKey),
@@ -33,17 +36,26 @@ struct AuditBenchCommand: ParsableCommand {
             defer { if db == nil { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) } } }
             let database = try AuditDatabase(path: path, configuration: configuration)
             let entries = (0..<rows).map { Self.entry(index: $0, worker: workerID) }
+            let batches = stride(from: 0, to: entries.count, by: size).map { Array(entries[$0..<min($0 + size, entries.count)]) }
+            let next = Mutex(0)
+            let failure = Mutex<(any Error)?>(nil)
             let start = ContinuousClock.now
-            var index = 0
-            while index < entries.count {
-                let end = min(index + size, entries.count)
-                try database.append(Array(entries[index..<end]))
-                index = end
+            // `inFlight` appenders take the next batch as they finish one, as the worker's batcher does.
+            DispatchQueue.concurrentPerform(iterations: min(inFlight, batches.count)) { _ in
+                while true {
+                    let index = next.withLock { value -> Int in
+                        defer { value += 1 }
+                        return value
+                    }
+                    guard index < batches.count, failure.withLock({ $0 == nil }) else { return }
+                    do { try database.append(batches[index]) } catch { failure.withLock { $0 = error } }
+                }
             }
+            if let error = failure.withLock({ $0 }) { throw error }
             let seconds = (ContinuousClock.now - start).seconds
             results[String(size)] = Double(rows) / seconds
             if !json {
-                print(String(format: "batch %3d: %7d rows in %6.2f s = %8.0f rows/s", size, rows, seconds, Double(rows) / seconds))
+                print(String(format: "batch %3d, %d in flight: %7d rows in %6.2f s = %8.0f rows/s", size, inFlight, rows, seconds, Double(rows) / seconds))
             }
         }
         if json {

@@ -70,6 +70,64 @@ struct WorkerLoadTests {
         #expect(try await harness.auditDatabase(rows: 5_000).count() == 5_000)
     }
 
+    @Test("SIGKILL during a burst with pipelined publishing, audit writes blocked: no committed offset without its reply and audit row; a restart answers the rest")
+    func pipelinedCommitRule() async throws {
+        let harness = try await WorkerHarness(model: "echo", partitions: 3)
+        defer { harness.stopAll() }
+        let settings = ["SLUICE_WORKER_COMMIT_INTERVAL_MS": "20"]
+        try await harness.startWorker("w1", extra: settings)
+        let count = 6_000
+        let ids = (0..<count).map { "pipe-\($0)" }
+        // The first third is answered, audited and committed with the pipeline running freely.
+        try await harness.send(ids.prefix(2_000).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        try await harness.waitForCommittedToReachEnd(harness.requestsTopic)
+        // Then the audit log's write lock is taken from outside: replies keep going out (up to the
+        // in-flight limit) while no row can be written — and so no offset may be committed.
+        let lock = try SQLiteWriteLock(path: harness.auditPath)
+        try await harness.send(ids.dropFirst(2_000).map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        _ = try await harness.read(harness.repliesTopic, timeout: 120) { $0.count >= 2_300 }
+        let partitions = (0..<3).map { KafkaTopicPartition(topic: harness.requestsTopic, partition: $0) }
+        let probe = try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: harness.client, groupID: "\(harness.prefix)-group", sessionTimeout: .seconds(6)))
+        // Fifty commit intervals for an offset to move past unaudited work, if anything lets it.
+        let watchUntil = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < watchUntil {
+            _ = try await probe.committedOffsets(for: partitions)
+            try await Task.sleep(for: .milliseconds(100))  // watching that nothing happens: there is no event to await
+        }
+        harness.signal("w1", SIGKILL)
+        _ = try await harness.waitForExit("w1")
+        try lock.release()
+
+        // What the killed worker left: committed offsets, audit rows, replies.
+        let committed = Dictionary(uniqueKeysWithValues: try await probe.committedOffsets(for: partitions).map { ($0.partition, $0.offset) })
+        try await probe.close()
+        let requests = try await harness.read(harness.requestsTopic, count: count)
+        let committedIDs = requests.filter { $0.offset < (committed[$0.partition] ?? -1) }.compactMap { WorkerHarness.objects([$0]).first?["request_id"] as? String }
+        #expect(committedIDs.count >= 2_000 && committedIDs.count < count, "killed mid-burst after commits: \(committedIDs.count) of \(count) committed")
+        let audited = try harness.auditDatabase().auditedRequestIDs(among: ids)
+        let unaudited = committedIDs.filter { !audited.contains($0) }
+        #expect(unaudited.isEmpty, "committed without an audit row: \(unaudited.count), e.g. \(unaudited.prefix(5))")
+        // Every committed request's reply is on the topic (nothing runs now that could add one).
+        let committedReplies = ReplyTally(watching: Set(committedIDs))
+        _ = try await harness.read(harness.repliesTopic, timeout: 60) { committedReplies.add($0.last!) }
+
+        // The audit row follows the reply: once every request has its row, every reply is out.
+        try await harness.startWorker("w2", extra: settings, waitForAssignment: false)
+        let database = try await harness.auditDatabase(rows: count, timeout: 240)
+        #expect(try database.count() == count)
+        #expect(try database.verify().isIntact)
+        #expect(try database.auditedRequestIDs(among: ids).count == count)
+        // Read to the end of the topic, so that a second reply of an audited request would be seen.
+        let ends = try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: harness.client, groupID: "\(harness.prefix)-ends", sessionTimeout: .seconds(6)))
+        var total: Int64 = 0
+        for partition in 0..<Int32(3) { total += try await ends.watermarks(for: KafkaTopicPartition(topic: harness.repliesTopic, partition: partition)).high }
+        try await ends.close()
+        let all = ReplyTally(watching: Set(ids), records: Int(total))
+        _ = try await harness.read(harness.repliesTopic, timeout: 60) { all.add($0.last!) }
+        // At least once: a reply published but not yet audited is answered again; an audited one never.
+        for id in audited { #expect(all.answers[id] == 1, "\(id) answered \(all.answers[id] ?? 0) times") }
+    }
+
     /// VmHWM (peak resident set) of a process, in KB.
     static func peakResidentKB(pid: Int32) -> Int? {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
@@ -137,5 +195,30 @@ struct LoadGeneratorTests {
         let svg = try String(contentsOfFile: harness.directory.appendingPathComponent("load.svg").path, encoding: .utf8)
         #expect(svg.contains("<polyline"))
         #expect(text.contains("lost 0"))
+    }
+}
+
+/// Counts replies per request id as a read goes, one record at a time; done once every
+/// watched id has been seen.
+final class ReplyTally: @unchecked Sendable {  // touched only by one read's loop
+    private let watched: Set<String>
+    private let records: Int
+    private var seen = 0
+    private var read = 0
+    private(set) var answers: [String: Int] = [:]
+
+    /// `records`: also read at least this many records.
+    init(watching ids: Set<String>, records: Int = 0) {
+        watched = ids
+        self.records = records
+    }
+
+    func add(_ message: KafkaConsumerMessage) -> Bool {
+        read += 1
+        if let id = WorkerHarness.objects([message]).first?["request_id"] as? String {
+            answers[id, default: 0] += 1
+            if answers[id] == 1, watched.contains(id) { seen += 1 }
+        }
+        return seen == watched.count && read >= records
     }
 }

@@ -285,8 +285,19 @@ public struct AuditDatabase: Sendable {
     /// statement is prepared once per connection — preparing one over the table's ~45 columns
     /// is most of the cost.)
     public func record(requestID: String) throws(AuditError) -> AuditRecord? {
-        try read("looking up \(requestID)") { db in
-            try AuditRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM audit_records WHERE request_id = ?"), arguments: [requestID])
+        // One statement reads a consistent snapshot by itself: no transaction around it (a
+        // worker asks this for every record it consumes; BEGIN/COMMIT tripled the cost).
+        do {
+            return try pool.unsafeRead { db in
+                // Most ids are new: probe the unique index first (fetching a record sets up a
+                // row over every column even when none matches), then read the row if there is one.
+                guard try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM audit_records WHERE request_id = ?"), arguments: [requestID]) != nil else {
+                    return nil
+                }
+                return try AuditRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM audit_records WHERE request_id = ?"), arguments: [requestID])
+            }
+        } catch {
+            throw AuditError.wrap(error, context: "looking up \(requestID)")
         }
     }
 

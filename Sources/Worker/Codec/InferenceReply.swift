@@ -96,10 +96,15 @@ public struct InferenceReply: Sendable, Encodable {
 
     /// The JSON value.
     public func encoded() -> [UInt8] {
+        Array((try? Self.encoder.encode(self)) ?? Data())
+    }
+
+    /// One configured encoder for every reply (configuring one per reply showed in the profile).
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array((try? encoder.encode(self)) ?? Data())
-    }
+        return encoder
+    }()
 
     /// Headers that let callers match the reply: `correlation-id`, Spring's
     /// `kafka_correlationId`, and the request id.

@@ -115,6 +115,11 @@ struct RequestEnvelope: Decodable {
     var requestID: String?
     var replyTo: String?
 
+    init(requestID: String?, replyTo: String?) {
+        self.requestID = requestID
+        self.replyTo = replyTo
+    }
+
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: RequestBody.CodingKeys.self)
         requestID = try? container.decodeIfPresent(String.self, forKey: .requestID)
@@ -157,8 +162,17 @@ public enum RequestCodec {
         }
         let decoder = JSONDecoder()
         let data = Data(record.value)
-        guard let envelope = try? decoder.decode(RequestEnvelope.self, from: data) else {
-            throw reject("malformed_json", "the request value is not a JSON object")
+        // One decode for a valid request; only an invalid one is read again, leniently, for the
+        // id and reply topic its error reply needs.
+        let decoded = Result { try decoder.decode(RequestBody.self, from: data) }
+        let envelope: RequestEnvelope
+        if case .success(let body) = decoded {
+            envelope = RequestEnvelope(requestID: body.requestID, replyTo: body.replyTo)
+        } else {
+            guard let lenient = try? decoder.decode(RequestEnvelope.self, from: data) else {
+                throw reject("malformed_json", "the request value is not a JSON object")
+            }
+            envelope = lenient
         }
         if let id = envelope.requestID, !id.isEmpty {
             guard id.utf8.count <= limits.maxRequestIDBytes else {
@@ -169,7 +183,7 @@ public enum RequestCodec {
         if let reply = envelope.replyTo, !reply.isEmpty { rejection.replyTopic = reply }
         let body: RequestBody
         do {
-            body = try decoder.decode(RequestBody.self, from: data)
+            body = try decoded.get()
         } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context), let DecodingError.dataCorrupted(context) {
             throw reject("invalid_field", "\(Self.field(context.codingPath)) has the wrong type: \(Self.expectation(context.codingPath))")
         } catch {

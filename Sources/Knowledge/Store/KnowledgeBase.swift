@@ -104,7 +104,8 @@ public struct KnowledgeBase: Sendable {
     /// canonical JSON, sorted by id ("kb-empty" before the first import).
     public func version() throws(KnowledgeError) -> String {
         do {
-            return try pool.read { try String.fetchOne($0, sql: "SELECT value FROM kb_meta WHERE key = 'version'") } ?? "kb-empty"
+            // One statement is its own snapshot (asked once per request): no transaction around it.
+            return try pool.unsafeRead { try String.fetchOne($0.cachedStatement(sql: "SELECT value FROM kb_meta WHERE key = 'version'")) } ?? "kb-empty"
         } catch {
             throw KnowledgeError(.database, "reading \(path): \(error)")
         }

@@ -53,8 +53,9 @@ public final class AnswerCache: Sendable {
 
     /// The stored answer for `key`, if one younger than the maximum age exists.
     public func lookup(_ key: String, now: Date = Date()) throws -> Entry? {
-        try pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT entry, created_at FROM answers WHERE key = ?", arguments: [key]),
+        // One statement is its own snapshot: no transaction around it (asked once per request).
+        try pool.unsafeRead { db in
+            guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT entry, created_at FROM answers WHERE key = ?"), arguments: [key]),
                   now.timeIntervalSince1970 - (row["created_at"] as Double) <= maxAge else { return nil }
             return try JSONDecoder().decode(Entry.self, from: row["entry"] as Data)
         }

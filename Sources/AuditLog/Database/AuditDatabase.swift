@@ -285,8 +285,9 @@ public struct AuditDatabase: Sendable {
     /// statement is prepared once per connection — preparing one over the table's ~45 columns
     /// is most of the cost.)
     public func record(requestID: String) throws(AuditError) -> AuditRecord? {
-        // One statement reads a consistent snapshot by itself: no transaction around it (a
-        // worker asks this for every record it consumes; BEGIN/COMMIT tripled the cost).
+        // No transaction around these reads (a worker asks for every record it consumes, and
+        // BEGIN/COMMIT showed in its profile): each statement sees committed rows, and a row
+        // never changes once written.
         do {
             return try pool.unsafeRead { db in
                 // Most ids are new: probe the unique index first (fetching a record sets up a

@@ -310,6 +310,11 @@ public struct AuditDatabase: Sendable {
         for start in stride(from: 0, to: requestIDs.count, by: 64) {
             let chunk = Array(requestIDs[start..<min(start + 64, requestIDs.count)])
             let placeholders = Array(repeating: "?", count: chunk.count).joined(separator: ",")
+            // Usually none is stored yet: probe the index for the ids, and read whole rows
+            // only for those found (a record fetch sets up every column even for no rows).
+            let probe = try db.cachedStatement(sql: "SELECT request_id FROM audit_records WHERE request_id IN (\(placeholders))")
+            let found = try String.fetchAll(probe, arguments: StatementArguments(chunk))
+            guard !found.isEmpty else { continue }
             let statement = try db.cachedStatement(sql: "SELECT * FROM audit_records WHERE request_id IN (\(placeholders))")
             records += try AuditRecord.fetchAll(statement, arguments: StatementArguments(chunk))
         }

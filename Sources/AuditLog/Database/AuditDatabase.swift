@@ -281,22 +281,13 @@ public struct AuditDatabase: Sendable {
 
     // MARK: - Lookups
 
-    /// The stored row of `requestID`, if audited. (A worker asks once per request: the
-    /// statement is prepared once per connection — preparing one over the table's ~45 columns
-    /// is most of the cost.)
+    /// The stored row of `requestID`, if audited. A worker asks for every record it consumes:
+    /// the statements are cached per connection, and no transaction is opened around them
+    /// (BEGIN/COMMIT showed in its profile) — each sees committed rows, and a row never
+    /// changes once written.
     public func record(requestID: String) throws(AuditError) -> AuditRecord? {
-        // No transaction around these reads (a worker asks for every record it consumes, and
-        // BEGIN/COMMIT showed in its profile): each statement sees committed rows, and a row
-        // never changes once written.
         do {
-            return try pool.unsafeRead { db in
-                // Most ids are new: probe the unique index first (fetching a record sets up a
-                // row over every column even when none matches), then read the row if there is one.
-                guard try Int64.fetchOne(db.cachedStatement(sql: "SELECT seq FROM audit_records WHERE request_id = ?"), arguments: [requestID]) != nil else {
-                    return nil
-                }
-                return try AuditRecord.fetchOne(db.cachedStatement(sql: "SELECT * FROM audit_records WHERE request_id = ?"), arguments: [requestID])
-            }
+            return try pool.unsafeRead { try Self.records($0, requestIDs: [requestID]).first }
         } catch {
             throw AuditError.wrap(error, context: "looking up \(requestID)")
         }

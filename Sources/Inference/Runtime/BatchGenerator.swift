@@ -100,11 +100,15 @@ public final class BatchGenerator {
         /// Choices only: the log-probability of each choice's first token (from the prompt's
         /// last logits), set once the prompt is prefilled; the next step scores the rest.
         var choiceFirstScores: [Double]?
+        /// Its prompt's place in the prefix cache; nil until its prefill starts.
+        var chain: PrefixCache.Chain?
+        let dense: Bool
 
-        init(id: SequenceID, request: GenerationRequest, cache: KVCache) {
+        init(id: SequenceID, request: GenerationRequest, cache: KVCache, dense: Bool) {
             self.id = id
             self.request = request
             self.cache = cache
+            self.dense = dense
             self.sampler = Sampler(request.sampling)
             self.pendingPrompt = request.promptTokens[...]
         }
@@ -117,13 +121,24 @@ public final class BatchGenerator {
     /// Prompts at least this long are prefilled with float matrix products (OpenBLAS sgemm)
     /// instead of int8 ones; decided per sequence so that batching stays exact.
     public let densePrefillMinimum: Int
+    /// Keys and values of prompt prefixes shared between sequences (nil: every prompt is
+    /// computed in full). Results are the same with and without it.
+    public let prefixCache: PrefixCache?
+    /// A sequence whose prompt shares at least this many more positions with one being
+    /// prefilled than the cache holds waits for that prefill to finish and copies its pages.
+    public let prefixWaitMinimum: Int
+    /// Prompt positions computed so far (those copied from the prefix cache not included).
+    public private(set) var prefilledTokens = 0
     private var sequences: [Sequence] = []
 
-    public init(model: any LanguageModel, maxContext: Int = 4096, prefillBudget: Int = 512, densePrefillMinimum: Int = 64) {
+    public init(model: any LanguageModel, maxContext: Int = 4096, prefillBudget: Int = 512, densePrefillMinimum: Int = 64,
+                prefixCache: PrefixCache? = nil, prefixWaitMinimum: Int = 64) {
         self.model = model
         self.maxContext = min(maxContext, model.config.contextLength)
         self.prefillBudget = max(1, prefillBudget)
         self.densePrefillMinimum = densePrefillMinimum
+        self.prefixCache = prefixCache
+        self.prefixWaitMinimum = prefixWaitMinimum
     }
 
     public var activeCount: Int { sequences.count }
@@ -141,7 +156,8 @@ public final class BatchGenerator {
                 throw InferenceError(.invalidRequest, "a choice must hold 1...\(model.prefillChunk) tokens and fit the context after the prompt")
             }
         }
-        sequences.append(Sequence(id: id, request: request, cache: model.makeCache(maxContext: maxContext)))
+        sequences.append(Sequence(id: id, request: request, cache: model.makeCache(maxContext: maxContext),
+                                  dense: request.promptTokens.count >= densePrefillMinimum))
     }
 
     /// Drops a sequence (e.g. its deadline passed); no event is produced for it.
@@ -154,6 +170,7 @@ public final class BatchGenerator {
         var entries: [ForwardEntry] = []
         var participants: [(Sequence, wantsLogits: Bool)] = []
         var scoring: [(Sequence, entries: [Int?])] = []
+        var prefilling: [Sequence] = []
         var budget = prefillBudget
         for sequence in sequences {
             if sequence.choiceFirstScores != nil {
@@ -176,18 +193,28 @@ public final class BatchGenerator {
                 entries.append(ForwardEntry(cache: sequence.cache, tokens: [token], wantsLogits: true))
                 participants.append((sequence, true))
             } else if budget > 0 {
+                if sequence.chain == nil {
+                    guard !waitsForSharedPrefix(sequence, prefillingNow: prefilling) else { continue }
+                    startPrefill(sequence)
+                }
                 let count = min(budget, model.prefillChunk, sequence.pendingPrompt.count)
                 let chunk = Array(sequence.pendingPrompt.prefix(count))
                 sequence.pendingPrompt = sequence.pendingPrompt.dropFirst(count)
                 budget -= count
+                prefilledTokens += count
                 let last = sequence.pendingPrompt.isEmpty
-                let dense = sequence.request.promptTokens.count >= densePrefillMinimum
-                entries.append(ForwardEntry(cache: sequence.cache, tokens: chunk, wantsLogits: last, dense: dense))
+                entries.append(ForwardEntry(cache: sequence.cache, tokens: chunk, wantsLogits: last, dense: sequence.dense))
                 participants.append((sequence, last))
+                prefilling.append(sequence)
             }
         }
         guard !entries.isEmpty || !scoring.isEmpty else { return [] }
         let results = entries.isEmpty ? [] : try model.forward(entries)
+        if let prefixCache {
+            for sequence in prefilling {
+                prefixCache.extend(&sequence.chain!, tokens: sequence.request.promptTokens, dense: sequence.dense, from: sequence.cache)
+            }
+        }
         // Results come in entry order, one per entry that wants one.
         var resultOfEntry: [Int: [Float]] = [:]
         var next = 0
@@ -214,6 +241,39 @@ public final class BatchGenerator {
             events += accept(token, probability: probability, for: sequence)
         }
         return events
+    }
+
+    /// Begins a sequence's prefill from the longest cached prefix of its prompt (the last
+    /// prompt token is always computed: its logits are needed).
+    private func startPrefill(_ sequence: Sequence) {
+        guard let prefixCache else {
+            sequence.chain = PrefixCache.Chain()
+            return
+        }
+        let prompt = sequence.request.promptTokens
+        let chain = prefixCache.restore(prompt, dense: sequence.dense, limit: prompt.count - 1, into: sequence.cache)
+        sequence.chain = chain
+        sequence.pendingPrompt = prompt[chain.positions...]
+    }
+
+    /// Whether a sequence about to start should wait: another one is prefilling a prefix it
+    /// shares (at least `prefixWaitMinimum` positions beyond what the cache holds), whose pages
+    /// it can copy once they are computed. Only sequences that have started (`prefillingNow`:
+    /// in this step) and still store pages are waited for, so waits end.
+    private func waitsForSharedPrefix(_ sequence: Sequence, prefillingNow: [Sequence]) -> Bool {
+        guard let prefixCache else { return false }
+        let prompt = sequence.request.promptTokens
+        let usable = (prompt.count - 1) / prefixCache.pageTokens * prefixCache.pageTokens
+        let cached = prefixCache.cachedPositions(prompt, dense: sequence.dense, limit: usable)
+        for other in sequences where other !== sequence && other.dense == sequence.dense && (other.chain?.open ?? false)
+            && (!other.pendingPrompt.isEmpty || prefillingNow.contains { $0 === other }) {
+            let otherPrompt = other.request.promptTokens
+            var shared = 0
+            let bound = min(usable, otherPrompt.count)
+            while shared < bound, prompt[shared] == otherPrompt[shared] { shared += 1 }
+            if shared / prefixCache.pageTokens * prefixCache.pageTokens - cached >= prefixWaitMinimum { return true }
+        }
+        return false
     }
 
     /// Picks the choice with the highest mean log-probability per token (the first on ties)

@@ -139,6 +139,10 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         public var maxContext: Int = 2_048
         /// Compute threads for the model (0: one per core).
         public var threads: Int = 0
+        /// Memory for the shared-prefix KV cache, in MiB (0: off). Prompt prefixes (the grounded
+        /// template's instructions and passages) are computed once and reused by every sequence
+        /// that starts with them; answers are the same with and without it.
+        public var prefixCacheMb: Int = 128
         /// How a customer's question is put to the model; `{prompt}` is replaced by it. Recorded
         /// in the audit log as `prompt_template_version` (an FNV-1a hash of it).
         public var promptTemplate: String = "Customer question: {prompt}\nBank service answer:"
@@ -182,6 +186,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
             case maxTokensLimit = "max_tokens_limit"
             case maxContext = "max_context"
             case threads
+            case prefixCacheMb = "prefix_cache_mb"
             case promptTemplate = "prompt_template"
             case stopStrings = "stop_strings"
             case escalationThreshold = "escalation_threshold"
@@ -340,6 +345,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         if !(0..<w.queueHighWater).contains(w.queueLowWater) { throw fail("worker.queue_low_water", "must be below queue_high_water") }
         if w.maxPromptBytes < 1 || w.maxPromptTokens < 1 { throw fail("worker.max_prompt_bytes", "prompt limits must be positive") }
         if !(1...w.maxTokensLimit).contains(w.defaultMaxTokens) { throw fail("worker.default_max_tokens", "must be 1...max_tokens_limit") }
+        if !(0...65_536).contains(w.prefixCacheMb) { throw fail("worker.prefix_cache_mb", "must be 0...65536") }
         if w.maxPromptTokens + w.maxTokensLimit > w.maxContext {
             throw fail("worker.max_context", "must hold max_prompt_tokens + max_tokens_limit")
         }

@@ -12,6 +12,27 @@ public protocol GenerationBackend: AnyObject {
     func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError)
     func cancel(_ id: Int)
     func step() throws(InferenceError) -> [BatchGenerator.Event]
+    /// Prompt positions computed so far, and those copied from the prefix cache instead.
+    var prefillCounts: PrefillCounts { get }
+}
+
+extension GenerationBackend {
+    /// None (a backend without a prompt to compute).
+    public var prefillCounts: PrefillCounts { PrefillCounts() }
+}
+
+/// Cumulative prompt positions of a backend (metrics).
+public struct PrefillCounts: Sendable, Equatable {
+    public var computed = 0
+    public var reused = 0
+    /// Bytes the prefix cache holds.
+    public var cacheBytes = 0
+
+    public init(computed: Int = 0, reused: Int = 0, cacheBytes: Int = 0) {
+        self.computed = computed
+        self.reused = reused
+        self.cacheBytes = cacheBytes
+    }
 }
 
 /// A GGUF model behind a continuous-batching generator.
@@ -20,13 +41,15 @@ public final class ModelBackend: GenerationBackend {
     let model: any LanguageModel
     let generator: BatchGenerator
 
-    /// Loads `path`, checking its SHA-256 when `expectedSHA256` is non-empty.
-    public init(path: String, expectedSHA256: String, maxContext: Int) throws {
+    /// Loads `path`, checking its SHA-256 when `expectedSHA256` is non-empty. `prefixCacheBytes`
+    /// bounds the shared-prefix KV cache (0: none).
+    public init(path: String, expectedSHA256: String, maxContext: Int, prefixCacheBytes: Int = 0) throws {
         let file = try GGUFFile(path: path)
         let sha = expectedSHA256.isEmpty ? file.sha256() : expectedSHA256.lowercased()
         if !expectedSHA256.isEmpty { try file.verify(sha256: expectedSHA256) }
         model = try ModelRegistry.load(file)
-        generator = BatchGenerator(model: model, maxContext: maxContext)
+        generator = BatchGenerator(
+            model: model, maxContext: maxContext, prefixCache: prefixCacheBytes > 0 ? PrefixCache(capacityBytes: prefixCacheBytes) : nil)
         let fileType = file.metadata["general.file_type"]?.intValue
         identity = ModelIdentity(
             name: model.config.name,
@@ -47,6 +70,11 @@ public final class ModelBackend: GenerationBackend {
     public func submit(_ id: Int, _ request: GenerationRequest) throws(InferenceError) { try generator.submit(id, request) }
     public func cancel(_ id: Int) { generator.cancel(id) }
     public func step() throws(InferenceError) -> [BatchGenerator.Event] { try generator.step() }
+
+    public var prefillCounts: PrefillCounts {
+        let statistics = generator.prefixCache?.statistics
+        return PrefillCounts(computed: generator.prefilledTokens, reused: statistics?.hitTokens ?? 0, cacheBytes: statistics?.bytes ?? 0)
+    }
 
     /// llama.cpp's `general.file_type` names.
     static func quantizationName(_ fileType: Int) -> String {

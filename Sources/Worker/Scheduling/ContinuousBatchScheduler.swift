@@ -82,8 +82,9 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     private var cancelledAtStop: [KafkaTopicPartitionOffset] = []
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
-    /// Told the batch size and duration of every decoding step (metrics).
-    public var onStep: (@Sendable (Int, Duration) -> Void)?
+    /// Told the batch size and duration of every decoding step, and the backend's prompt
+    /// positions so far (metrics).
+    public var onStep: (@Sendable (Int, Duration, PrefillCounts) -> Void)?
 
     public init(backend: any GenerationBackend, settings: Settings) {
         self.backend = backend
@@ -199,7 +200,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                 let batch = backend.activeCount
                 let stepStart = ContinuousClock.now
                 let events = try backend.step()
-                onStep?(batch, ContinuousClock.now - stepStart)
+                onStep?(batch, ContinuousClock.now - stepStart, backend.prefillCounts)
                 condition.lock()
                 lastProgress = .now
                 condition.unlock()

@@ -13,6 +13,9 @@ public final class WorkerMetrics: Sendable {
     let auditWrite: DurationHistogram
     let batchSize: ValueHistogram
     let tokens: Counter
+    let prefillTokens: Counter
+    let prefixCacheHitTokens: Counter
+    let prefixCacheBytes: Gauge
     let auditFailures: Counter
     let publishFailures: Counter
     let replyFailures: Counter
@@ -48,6 +51,11 @@ public final class WorkerMetrics: Sendable {
         batchSize = registry.makeValueHistogram(
             descriptor: Self.name("batch_size", "sequences", "Sequences decoded together per step."), labels: [], buckets: [1, 2, 4, 8, 16, 32, 64])
         tokens = registry.makeCounter(descriptor: Self.name("generated_tokens", "total", "Tokens generated (rate() gives tokens/s)."), labels: [])
+        prefillTokens = registry.makeCounter(
+            descriptor: Self.name("prefill_tokens", "total", "Prompt tokens computed (those copied from the prefix cache not included)."), labels: [])
+        prefixCacheHitTokens = registry.makeCounter(
+            descriptor: Self.name("prefix_cache_hit_tokens", "total", "Prompt tokens whose keys and values were copied from the prefix cache: prefill saved."), labels: [])
+        prefixCacheBytes = registry.makeGauge(descriptor: Self.name("prefix_cache", "bytes", "Memory held by the shared-prefix KV cache."), labels: [])
         auditFailures = registry.makeCounter(descriptor: Self.name("audit_write_failures", "total", "Failed audit writes (retried; offsets stay uncommitted)."), labels: [])
         publishFailures = registry.makeCounter(descriptor: Self.name("publish_failures", "total", "Failed Kafka publish attempts."), labels: [])
         replyFailures = registry.makeCounter(

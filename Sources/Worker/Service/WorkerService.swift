@@ -128,9 +128,17 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         answerCache = cache.enabled
             ? try AnswerCache(path: cache.path(auditDB: configuration.audit.db), maxEntries: cache.maxEntries, maxAge: TimeInterval(cache.maxAgeS))
             : nil
-        scheduler.onStep = { batch, duration in
+        let reported = Mutex(PrefillCounts())
+        scheduler.onStep = { batch, duration, prefill in
             metrics.batchSize.record(Double(batch))
             metrics.interTokenLatency.record(duration)
+            let previous = reported.withLock { counts in
+                defer { counts = prefill }
+                return counts
+            }
+            if prefill.computed > previous.computed { metrics.prefillTokens.increment(by: Int64(prefill.computed - previous.computed)) }
+            if prefill.reused > previous.reused { metrics.prefixCacheHitTokens.increment(by: Int64(prefill.reused - previous.reused)) }
+            metrics.prefixCacheBytes.set(to: Double(prefill.cacheBytes))
         }
     }
 

@@ -49,7 +49,8 @@ struct EvalCommand: AsyncParsableCommand {
         guard !configuration.knowledge.db.isEmpty else { throw ValidationError("sluice eval needs a knowledge base: --kb FILE or knowledge.db") }
         ComputePool.reuseLargeAllocations()
         if configuration.worker.threads > 0 { ComputePool.setThreads(configuration.worker.threads) }
-        let backend = try ModelBackend(path: configuration.worker.model, expectedSHA256: configuration.worker.modelSha256, maxContext: configuration.worker.maxContext)
+        let backend = try ModelBackend(path: configuration.worker.model, expectedSHA256: configuration.worker.modelSha256, maxContext: configuration.worker.maxContext,
+                                           prefixCacheBytes: configuration.worker.prefixCacheMb << 20)
         let pipeline = try AnswerPipeline(configuration: configuration, backend: backend)
         let worker = configuration.worker
         let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(worker, queueCapacity: max(worker.queueCapacity, cases.count)))

@@ -62,7 +62,7 @@ struct RunCommand: AsyncParsableCommand {
             logger.info("loading model", metadata: ["file": "\(configuration.worker.model)"])
             backend = try ModelBackend(
                 path: configuration.worker.model, expectedSHA256: configuration.worker.modelSha256,
-                maxContext: configuration.worker.maxContext)
+                maxContext: configuration.worker.maxContext, prefixCacheBytes: configuration.worker.prefixCacheMb << 20)
         }
         let directory = URL(fileURLWithPath: configuration.audit.db).deletingLastPathComponent().path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -43,6 +43,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     let exitOnOverrun = Atomic(false)
     let workerID: String
     let templateVersion: String
+    /// The reply and audit row each kind of end is written as.
+    let records: RequestRecords
     let logger: Logger
     /// Prometheus metrics, served on `worker.metrics_port`.
     public let metrics: WorkerMetrics
@@ -106,6 +108,10 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         answers = try AnswerPipeline(configuration: configuration, backend: backend)
         policy = answers.policy
         templateVersion = answers.templateVersion
+        records = RequestRecords(
+            model: backend.identity, workerID: workerID, templateVersion: answers.templateVersion,
+            confidenceMethod: answers.knowledge == nil ? "geometric_mean_token_probability" : "grounded_v1",
+            confidenceThreshold: worker.escalationThreshold)
         limits = RequestLimits(configuration)
         topics = TopicDirectory(producer: producer)
         deadLetterValueBytes = DeadLetterCopy.maxValueBytes(
@@ -582,37 +588,18 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan, original: DeadLetterCopy,
                           cacheKey: String? = nil) async {
-        let now = Date()
-        var reply = InferenceReply(
-            requestID: request.requestID, status: .ok, escalate: false, model: backend.identity, worker: workerID, metadata: request.metadata)
-        var record = AuditRecord(
-            requestID: request.requestID, receivedAt: request.receivedAt, completedAt: now, route: .auto, status: .ok, workerID: workerID)
         var decision: AnswerDecision?
         var usage: (prompt: Int, completion: Int)?
         switch outcome {
-        case .completed(let completion, let startedAt):
+        case .completed(let completion, _):
             decision = answers.decide(request, plan: plan, completion: completion)
             usage = (completion.promptTokens, completion.completionTokens)
-            apply(decision!, to: request, usage: usage, startedAt: startedAt, now: now, reply: &reply, record: &record)
-        case .answeredWithoutModel(let startedAt):
+        case .answeredWithoutModel:
             decision = answers.decide(request, plan: plan, completion: nil)
-            apply(decision!, to: request, usage: nil, startedAt: startedAt, now: now, reply: &reply, record: &record)
-        case .expired:
-            reply.status = .expired
-            reply.errorCode = "deadline_exceeded"
-            reply.errorMessage = "the deadline passed before inference started"
-            record.status = .expired
-            record.errorCode = "deadline_exceeded"
-        case .failed(let error, let startedAt):
-            reply.status = .error
-            reply.errorCode = "inference_failed"
-            reply.errorMessage = error.message
-            record.startedAt = startedAt
-            record.status = .error
-            record.errorCode = "inference_failed"
-            record.errorMessage = error.message
+        case .expired, .failed:
+            break
         }
-        fill(&record, from: request)
+        let (reply, record) = records.answered(request, outcome, decision: decision)
         if case .completed(let completion, let startedAt) = outcome {
             metrics.queueTime.record(Duration.seconds(startedAt.timeIntervalSince(request.receivedAt)))
             if let first = completion.timeToFirstToken { metrics.timeToFirstToken.record(Duration.seconds(first)) }
@@ -638,19 +625,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// row (naming the request whose answer it reused), its own escalation decision — the
     /// rules and the threshold as configured now apply to its prompt.
     private func completeFromCache(_ request: InferenceRequest, _ hit: AnswerCache.Entry, original: DeadLetterCopy) async {
-        let now = Date()
-        var reply = InferenceReply(
-            requestID: request.requestID, status: .ok, escalate: false, model: backend.identity, worker: workerID, metadata: request.metadata)
-        var record = AuditRecord(
-            requestID: request.requestID, receivedAt: request.receivedAt, completedAt: now, route: .auto, status: .ok, workerID: workerID)
         let decision = AnswerDecision(
             text: hit.text, confidence: hit.confidence,
             reasons: policy.ruleReasons(prompt: request.prompt) + (hit.confidence < policy.confidenceThreshold ? ["low_confidence"] : []),
             parts: hit.parts, knowledgeVersion: hit.knowledgeVersion, passageIDs: hit.passageIDs)
-        apply(decision, to: request, usage: (0, 0), startedAt: now, now: now, reply: &reply, record: &record)
-        reply.cache = .init(hit: true, requestID: hit.requestID)
-        record.cachedFrom = hit.requestID
-        fill(&record, from: request)
+        let (reply, record) = records.fromCache(request, hit, decision: decision)
         _ = await publishAndAudit(request, reply: reply, record: record, answer: decision.text, original: original)
     }
 
@@ -717,9 +696,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             // Two records with this request id were answered at once (neither was audited when
             // the other arrived): this one's row goes under its own position.
             var own = entry
-            own.record.requestID = Self.positionKey(request.requestID, topic: request.source.topic, partition: request.source.partition, offset: request.source.offset)
-            own.record.errorCode = own.record.errorCode ?? "duplicate_request_id"
-            own.record.errorMessage = (own.record.errorMessage.map { $0 + "; " } ?? "") + "answered twice: request id also in \(stored.topic ?? "?"):\(stored.partition ?? -1):\(stored.offset ?? -1)"
+            own.record = records.answeredTwice(entry.record, of: request, stored: stored)
             guard await auditWriter.write(own) != nil else {
                 state.abandon([request.source])
                 return false
@@ -739,67 +716,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         ])
         finish(request.source.topicPartition, request.source.offset)
         return true
-    }
-
-    /// Fills the reply and the audit row with the escalation decision.
-    private func apply(_ decision: AnswerDecision, to request: InferenceRequest, usage: (prompt: Int, completion: Int)?, startedAt: Date, now: Date,
-                       reply: inout InferenceReply, record: inout AuditRecord) {
-        reply.text = decision.text
-        reply.confidence = decision.confidence
-        reply.escalate = decision.escalate
-        reply.escalationReason = decision.reason
-        reply.usage = .init(promptTokens: usage?.prompt ?? 0, completionTokens: usage?.completion ?? 0)
-        reply.timings = Self.timings(request, startedAt: startedAt, now: now)
-        record.startedAt = startedAt
-        record.promptTokens = usage.map { Int64($0.prompt) }
-        record.completionTokens = usage.map { Int64($0.completion) }
-        record.confidence = decision.confidence
-        record.route = decision.escalate ? .escalated : .auto
-        record.escalationReason = decision.reason
-        if let version = decision.knowledgeVersion {
-            reply.knowledge = .init(version: version, passages: decision.passageIDs)
-            reply.escalationReasons = decision.reasons
-            reply.decision = decision.parts
-            // Canonical JSON (sorted keys) in the audit row.
-            func json(_ value: some Encodable) -> String? {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) }
-            }
-            record.knowledgeVersion = version
-            record.knowledgePassages = json(decision.passageIDs)
-            record.escalationReasons = json(decision.reasons)
-            record.decisionParts = json(decision.parts)
-        }
-    }
-
-    private func fill(_ record: inout AuditRecord, from request: InferenceRequest) {
-        record.conversationID = request.conversationID
-        record.channel = request.channel
-        record.topic = request.source.topic
-        record.partition = Int64(request.source.partition)
-        record.offset = request.source.offset
-        record.replyTopic = request.replyTopic
-        record.replyPartition = request.replyPartition.map(Int64.init)
-        record.traceID = request.trace.traceID
-        record.modelName = backend.identity.name
-        record.modelQuantization = backend.identity.quantization
-        record.modelSHA256 = backend.identity.sha256
-        record.promptTemplateVersion = templateVersion
-        record.samplingParameters = "{\"max_tokens\":\(request.maxTokens),\"temperature\":\(request.temperature),\"top_p\":\(request.topP)}"
-        record.seed = Int64(bitPattern: request.seed)
-        record.confidenceMethod = answers.knowledge == nil ? "geometric_mean_token_probability" : "grounded_v1"
-        record.confidenceThreshold = configuration.worker.escalationThreshold
-        if let started = record.startedAt {
-            record.queueMs = Int64(started.timeIntervalSince(request.receivedAt) * 1000)
-            record.inferenceMs = Int64(record.completedAt.timeIntervalSince(started) * 1000)
-        }
-    }
-
-    private static func timings(_ request: InferenceRequest, startedAt: Date, now: Date) -> InferenceReply.Timings {
-        .init(queuedMs: Int(startedAt.timeIntervalSince(request.receivedAt) * 1000),
-              inferenceMs: Int(now.timeIntervalSince(startedAt) * 1000),
-              totalMs: Int(now.timeIntervalSince(request.receivedAt) * 1000))
     }
 
     // MARK: - Rejections and duplicates
@@ -825,9 +741,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         var notes: [String] = []
         var repliedTo: (topic: String, partition: Int32?)?
         if let replyTopic = rejection.replyTopic, destinations.refusal(replyTopic) == nil {
-            let reply = InferenceReply(
-                requestID: rejection.requestID, status: .rejected, escalate: false, worker: workerID,
-                errorCode: rejection.code, errorMessage: rejection.message)
+            let reply = records.rejectionReply(rejection)
             var partition = rejection.replyPartition
             if let requested = partition, case .exists(let count) = await topics.lookup(replyTopic), !(0..<Int32(clamping: count)).contains(requested) {
                 partition = nil
@@ -847,18 +761,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
             return
         }
-        // One audit row per record, keyed by the record's position (a redelivered record finds
-        // its row; a corrected resend under the same request id is still answered).
-        var record = AuditRecord(requestID: Self.positionKey(rejection.requestID, message), receivedAt: Date(), completedAt: Date(),
-                                 route: .auto, status: .rejected, workerID: workerID)
-        record.topic = message.topic
-        record.partition = Int64(message.partition)
-        record.offset = message.offset
-        record.errorCode = rejection.code
-        record.errorMessage = ([rejection.message] + notes).joined(separator: "; ")
-        record.replyTopic = repliedTo?.topic
-        record.replyPartition = repliedTo?.partition.map(Int64.init)
-        record.traceID = rejection.trace.traceID
+        let record = records.rejected(rejection, at: (message.topic, message.partition, message.offset), notes: notes, repliedTo: repliedTo)
         let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
         guard await auditWriter.write(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) != nil else {
             state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
@@ -877,20 +780,13 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         publishing.begin()
         Task {
             defer { self.publishing.end() }
-            var reply = InferenceReply(
-                requestID: request.requestID, status: .duplicate, escalate: false, worker: workerID,
-                errorCode: "duplicate_request_id", errorMessage: "request_id \(request.requestID) was already answered", metadata: request.metadata)
-            reply.original = .init(topic: original.topic, partition: original.partition, offset: original.offset, status: original.status.rawValue)
+            let (reply, duplicateRecord) = records.duplicate(request, original: original)
+            var record = duplicateRecord
             let delivered = await output.deliver(reply, to: request.replyTopic, partition: request.replyPartition, correlationID: request.correlationID, key: request.conversationID, trace: request.trace)
             if case .stopped = delivered {
                 state.abandon([request.source])
                 return
             }
-            var record = AuditRecord(requestID: Self.positionKey(request.requestID, message), receivedAt: request.receivedAt, completedAt: Date(),
-                                     route: .auto, status: .rejected, workerID: workerID)
-            fill(&record, from: request)
-            record.errorCode = "duplicate_request_id"
-            record.errorMessage = "already answered from \(original.topic ?? "?"):\(original.partition ?? -1):\(original.offset ?? -1) (\(original.status.rawValue))"
             if case .failed(let error) = delivered { record.errorMessage! += "; the reply could not be published: \(error)" }
             guard await auditWriter.write(AuditEntry(record: record, prompt: request.prompt, response: nil, customerRef: request.customerRef)) != nil else {
                 state.abandon([request.source])
@@ -899,15 +795,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             metrics.requests("duplicate").increment()
             finish(message.topicPartition, message.offset)
         }
-    }
-
-    /// The audit key of a record ended without an answer: request id @ topic:partition:offset.
-    private static func positionKey(_ requestID: String?, _ message: KafkaConsumerMessage) -> String {
-        positionKey(requestID, topic: message.topic, partition: message.partition, offset: message.offset)
-    }
-
-    private static func positionKey(_ requestID: String?, topic: String, partition: Int32, offset: Int64) -> String {
-        "\(requestID ?? "-")@\(topic):\(partition):\(offset)"
     }
 
     /// Whether an audit row was written for `request`'s own record.

@@ -132,6 +132,22 @@ static void unpack_q4_q5_0_avx2(int type, const void *row, int64_t nb, unpacked_
     }
 }
 
+/// Values 64j..64j+63 of a Q4_K / Q5_K super-block (0..15, or 0..31 with the fifth bits of
+/// `high`, the block's 32 qh bytes): the first 32 in *lo, the next 32 in *hi.
+__attribute__((target("avx2")))
+static inline void q4_q5_K_values_avx2(const uint8_t *qs, const __m256i *high, int j, __m256i *lo, __m256i *hi) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    const __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+    *lo = _mm256_and_si256(packed, low);
+    *hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
+    if (high) {
+        const __m256i m0 = _mm256_set1_epi8((char)(1 << (2 * j))), m1 = _mm256_set1_epi8((char)(1 << (2 * j + 1)));
+        const __m256i sixteen = _mm256_set1_epi8(0x10);
+        *lo = _mm256_or_si256(*lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(*high, m0), m0), sixteen));
+        *hi = _mm256_or_si256(*hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(*high, m1), m1), sixteen));
+    }
+}
+
 /// AVX2 unpacking of Q4_K / Q5_K / Q6_K super-blocks (256 values): the same values and
 /// group scales as the portable code below, 32 values per instruction.
 __attribute__((target("avx2,f16c")))
@@ -172,15 +188,8 @@ static void unpack_k_avx2(int type, const void *row, int64_t nb, unpacked_row *u
         }
         const __m256i high = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
         for (int j = 0; j < QK_K / 64; j++) {
-            const __m256i packed = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
-            __m256i lo = _mm256_and_si256(packed, low);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low);
-            if (qh) {
-                const __m256i m0 = _mm256_set1_epi8((char)(1 << (2 * j))), m1 = _mm256_set1_epi8((char)(1 << (2 * j + 1)));
-                const __m256i sixteen = _mm256_set1_epi8(0x10);
-                lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, m0), m0), sixteen));
-                hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(high, m1), m1), sixteen));
-            }
+            __m256i lo, hi;
+            q4_q5_K_values_avx2(qs, qh ? &high : 0, j, &lo, &hi);
             _mm256_storeu_si256((__m256i *)(v + 64 * j), lo);
             _mm256_storeu_si256((__m256i *)(v + 64 * j + 32), hi);
             int sc0, m0, sc1, m1;
@@ -419,6 +428,87 @@ static float dot_q4_q5_0_direct_avx2(int type, const void *row, const q8_0_t *x,
     return hsum_f32_avx2(acc);
 }
 
+/// Q4_K / Q5_K row · Q8_K activations without unpacking (one activation row: decoding). The
+/// values (0..31) are built in registers as unpack_k_avx2 stores them and multiplied
+/// unsigned × signed directly; per 32-value sub-block one scale and one min. The integer
+/// sums are exact, so they and the float expression are those of dot_unpacked_q8_K_*.
+__attribute__((target("avx2,fma,f16c")))
+static float dot_q4_q5_K_direct_avx2(int type, const void *row, const q8_K_t *x, int64_t nb) {
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *scales, *qs, *qh = 0;
+        float sd, smin;
+        if (type == SL_TYPE_Q4_K) {
+            const q4_K_t *w = (const q4_K_t *)row + i;
+            sd = _cvtsh_ss(w->d); smin = _cvtsh_ss(w->dmin);
+            scales = w->scales; qs = w->qs;
+        } else {
+            const q5_K_t *w = (const q5_K_t *)row + i;
+            sd = _cvtsh_ss(w->d); smin = _cvtsh_ss(w->dmin);
+            scales = w->scales; qs = w->qs; qh = w->qh;
+        }
+        const __m256i high = qh ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+        __m256i acc = _mm256_setzero_si256();
+        int summ = 0;
+        for (int j = 0; j < QK_K / 64; j++) {
+            __m256i lo, hi;
+            q4_q5_K_values_avx2(qs, qh ? &high : 0, j, &lo, &hi);
+            int sc0, m0, sc1, m1;
+            scale_min(2 * j, scales, &sc0, &m0);
+            scale_min(2 * j + 1, scales, &sc1, &m1);
+            const __m256i a0 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 64 * j));
+            const __m256i a1 = _mm256_loadu_si256((const __m256i *)(x[i].qs + 64 * j + 32));
+            // Values are unsigned (0..31): |pair sum| ≤ 2·31·127, no saturation.
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a0), _mm256_set1_epi16((short)sc0)));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a1), _mm256_set1_epi16((short)sc1)));
+            const int16_t *bs = x[i].bsums + 4 * j;
+            summ += m0 * (bs[0] + bs[1]) + m1 * (bs[2] + bs[3]);
+        }
+        const int sumi = hsum_i32_avx2(acc);
+        sum += sd * x[i].d * (float)sumi - smin * x[i].d * (float)summ;
+    }
+    return sum;
+}
+
+/// Q6_K row · Q8_K activations without unpacking: the 6-bit values are kept unsigned
+/// (0..63) for maddubs and the bias of 32 is taken off once per group through the
+/// activation sums, Σ (u − 32)·a = Σ u·a − 32·Σ a — exact in integers, so the sums and the
+/// float expression are those of dot_unpacked_q8_K_*.
+__attribute__((target("avx2,fma,f16c")))
+static float dot_q6_K_direct_avx2(const q6_K_t *w, const q8_K_t *x, int64_t nb) {
+    const __m256i low = _mm256_set1_epi8(0x0F);
+    float sum = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        const float sd = _cvtsh_ss(w[i].d), smin = 0;
+        const int summ = 0;
+        __m256i acc = _mm256_setzero_si256();
+        for (int n = 0; n < 2; n++) {
+            const __m256i a = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * n));
+            const __m256i b = _mm256_loadu_si256((const __m256i *)(w[i].ql + 64 * n + 32));
+            const __m256i h = _mm256_loadu_si256((const __m256i *)(w[i].qh + 32 * n));
+            __m256i u[4];
+            u[0] = _mm256_or_si256(_mm256_and_si256(a, low), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
+            u[1] = _mm256_or_si256(_mm256_and_si256(b, low), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2));
+            u[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), low), _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+            u[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), low),
+                                   _mm256_srli_epi16(_mm256_and_si256(h, _mm256_set1_epi8((char)0xC0)), 2));
+            const int8_t *sc = w[i].scales + 8 * n;
+            for (int t = 0; t < 4; t++) {
+                const __m256i act = _mm256_loadu_si256((const __m256i *)(x[i].qs + 128 * n + 32 * t));
+                const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(sc[2 * t]), _mm_set1_epi16(sc[2 * t + 1]));
+                // |pair sum| ≤ 2·63·127: no saturation.
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[t], act), scales));
+            }
+        }
+        // − 32 · Σ_g scale_g · bsum_g
+        const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+        const __m256i bias = _mm256_madd_epi16(scales16, _mm256_loadu_si256((const __m256i *)x[i].bsums));
+        const int sumi = hsum_i32_avx2(acc) - 32 * hsum_i32_avx2(bias);
+        sum += sd * x[i].d * (float)sumi - smin * x[i].d * (float)summ;
+    }
+    return sum;
+}
+
 /// Q8_0 weight blocks used in place, their scales converted by the F16C instruction.
 __attribute__((target("avx2,fma,f16c")))
 static float dot_q8_0_direct_avx2(const q8_0_t *w, const q8_0_t *x, const float *xd, int64_t nb) {
@@ -429,6 +519,32 @@ static float dot_q8_0_direct_avx2(const q8_0_t *w, const q8_0_t *x, const float 
         acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(wv, a)), _mm256_set1_ps(_cvtsh_ss(w[i].d) * xd[i]), acc);
     }
     return hsum_f32_avx2(acc);
+}
+
+/// Two Q8_0-family rows · one activation row (decoding): the rows' accumulation chains run
+/// side by side, each exactly as in dot_q8_0_direct_avx2 / dot_q4_q5_0_direct_avx2, so a
+/// row's result does not depend on its neighbour.
+__attribute__((target("avx2,fma,f16c")))
+static void dot2_q8_0_family_direct_avx2(int type, const void *row0, const void *row1, const q8_0_t *x, const float *xd,
+                                         int64_t nb, float out[2]) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i w0, w1;
+        uint16_t d0, d1;
+        if (type == SL_TYPE_Q8_0) {
+            const q8_0_t *b0 = (const q8_0_t *)row0 + i, *b1 = (const q8_0_t *)row1 + i;
+            w0 = _mm256_loadu_si256((const __m256i *)b0->qs); d0 = b0->d;
+            w1 = _mm256_loadu_si256((const __m256i *)b1->qs); d1 = b1->d;
+        } else {
+            w0 = q4_q5_0_block_avx2(type, row0, i, &d0);
+            w1 = q4_q5_0_block_avx2(type, row1, i, &d1);
+        }
+        const __m256i a = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(w0, a)), _mm256_set1_ps(_cvtsh_ss(d0) * xd[i]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(mul_sum_i8_avx2(w1, a)), _mm256_set1_ps(_cvtsh_ss(d1) * xd[i]), acc1);
+    }
+    out[0] = hsum_f32_avx2(acc0);
+    out[1] = hsum_f32_avx2(acc1);
 }
 
 /// A Q8_0-family weight row as the tile kernels read it: block i's 32 int8 values at
@@ -587,11 +703,29 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
             if (r + 4 < row_end) {
                 for (int64_t line = 0; line < row_bytes; line += 64) _mm_prefetch(base + (r + 4) * row_bytes + line, _MM_HINT_T0);
             }
+            if (batch == 1 && r + 1 < row_end) {
+                if (r + 5 < row_end) {
+                    for (int64_t line = 0; line < row_bytes; line += 64) _mm_prefetch(base + (r + 5) * row_bytes + line, _MM_HINT_T0);
+                }
+                float out[2];
+                dot2_q8_0_family_direct_avx2(type, row, base + (r + 1) * row_bytes, xq, xd, nb, out);
+                y[r] = out[0];
+                y[r + 1] = out[1];
+                r++;
+                continue;
+            }
             for (int64_t b = 0; b < batch; b++) {
                 const q8_0_t *x = (const q8_0_t *)((const char *)xq + b * x_bytes);
                 y[b * ldy + r] = type == SL_TYPE_Q8_0 ? dot_q8_0_direct_avx2(row, x, xd + b * nb, nb)
                                                       : dot_q4_q5_0_direct_avx2(type, row, x, xd + b * nb, nb);
             }
+            continue;
+        }
+        if (simd && batch == 1 && (type == SL_TYPE_Q4_K || type == SL_TYPE_Q5_K || type == SL_TYPE_Q6_K)) {
+            if (r + 4 < row_end) {
+                for (int64_t line = 0; line < row_bytes; line += 64) _mm_prefetch(base + (r + 4) * row_bytes + line, _MM_HINT_T0);
+            }
+            y[r] = type == SL_TYPE_Q6_K ? dot_q6_K_direct_avx2(row, xq, nb) : dot_q4_q5_K_direct_avx2(type, row, xq, nb);
             continue;
         }
         unpack_row(type, row, k, &u);

@@ -285,11 +285,21 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         for row in 0..<n { sl_rmsnorm(x + row * d, layer.ffnNorm, Int64(d), eps, h + row * d) }
         layer.gate.apply(h, batch: n, dense: buffers.denseRows, into: gate)
         layer.up.apply(h, batch: n, dense: buffers.denseRows, into: up)
-        switch traits.activation {
-        case .geluTanh:
-            sl_gelu_mul_fast(gate, up, Int64(buffers.denseRows * ff))
-            sl_gelu_mul(gate + buffers.denseRows * ff, up + buffers.denseRows * ff, Int64((n - buffers.denseRows) * ff))
-        case .silu: sl_silu_mul(gate, up, Int64(n * ff))
+        // Element-wise, so split over the pool in slices (the bits do not depend on the split).
+        let dense = buffers.denseRows * ff
+        let addresses = (gate: UInt(bitPattern: gate), up: UInt(bitPattern: up))
+        let activation = traits.activation
+        ComputePool.parallelSlices(n * ff, slice: 1024) { start, count in
+            let g = UnsafeMutablePointer<Float>(bitPattern: addresses.gate)! + start
+            let u = UnsafePointer<Float>(bitPattern: addresses.up)! + start
+            switch activation {
+            case .geluTanh:
+                // Dense (prefill) rows use the fast GELU, the others libm's tanh.
+                let fast = max(0, min(count, dense - start))
+                if fast > 0 { sl_gelu_mul_fast(g, u, Int64(fast)) }
+                if count > fast { sl_gelu_mul(g + fast, u + fast, Int64(count - fast)) }
+            case .silu: sl_silu_mul(g, u, Int64(count))
+            }
         }
         layer.down.apply(gate, batch: n, dense: buffers.denseRows, into: h)
         for row in 0..<n {

@@ -59,7 +59,9 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
     func applyQuantized(_ x: UnsafePointer<Float>, batch: Int, into y: UnsafeMutablePointer<Float>) {
         let rows = self.rows
         let columns = self.columns
-        let chunkRows = max(16, rows / (ComputePool.threads * 8))
+        // Many more chunks than threads, so that the threads finish together (the output
+        // matrix's 262,144 rows in 64 chunks, not 16).
+        let chunkRows = max(16, rows / (ComputePool.threads * 32))
         let chunks = (rows + chunkRows - 1) / chunkRows
         let type = tensor.type.rawValue
         let dataAddress = UInt(bitPattern: tensor.data)
@@ -70,8 +72,16 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
             // does) and use integer dot products.
             let quantized = UnsafeMutableRawPointer.allocate(byteCount: activationBytes * batch, alignment: 64)
             defer { quantized.deallocate() }
-            sl_quantize_activations(type, x, Int64(batch), Int64(columns), quantized)
             let xAddress = UInt(bitPattern: quantized)
+            let sourceAddress = UInt(bitPattern: x)
+            // Rows are quantized independently: a few at a time on the pool.
+            let rowsPerSlice = 4
+            ComputePool.parallelFor((batch + rowsPerSlice - 1) / rowsPerSlice) { slice in
+                let first = slice * rowsPerSlice
+                sl_quantize_activations(
+                    type, UnsafePointer<Float>(bitPattern: sourceAddress)! + first * columns, Int64(min(rowsPerSlice, batch - first)),
+                    Int64(columns), UnsafeMutableRawPointer(bitPattern: xAddress)! + first * activationBytes)
+            }
             ComputePool.parallelFor(chunks) { chunk in
                 let begin = chunk * chunkRows
                 sl_matmul_rows_quantized(
@@ -127,6 +137,17 @@ public enum ComputePool {
     /// Sets the thread count (0 restores the default of one per core).
     public static func setThreads(_ count: Int) {
         configured.store(max(0, count), ordering: .relaxed)
+    }
+
+    /// Runs `body(start, count)` over slices of `0..<total` of `slice` elements (the last one
+    /// shorter) on the pool: for element-wise work whose result does not depend on the split.
+    static func parallelSlices(_ total: Int, slice: Int, _ body: @Sendable (Int, Int) -> Void) {
+        guard total > 0 else { return }
+        let slices = (total + slice - 1) / slice
+        parallelFor(slices) { index in
+            let start = index * slice
+            body(start, min(slice, total - start))
+        }
     }
 
     /// Runs `body(i)` for i in 0..<count on at most `threads` threads (the caller and the

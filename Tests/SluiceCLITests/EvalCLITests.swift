@@ -54,6 +54,25 @@ struct EvalCLITests {
         #expect(gated.stdout.contains("GATE FAILED: automation dropped"), "\(gated.stdout)")
     }
 
+    @Test("eval --prompts writes the worker's grounded prompt for each case without running the model")
+    func prompts() async throws {
+        let set = try Self.smallSet()
+        let output = try Self.temporary("prompts.jsonl")
+        let result = try await CLITests.sluice(["eval", "--model", Self.model, "--kb", Self.knowledge, "--set", set, "--answer-mode", "generative",
+                                                "--prompts", output.path])
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        #expect(!result.stdout.contains("automation"), "the model ran: \(result.stdout)")
+        let lines = try String(contentsOf: output, encoding: .utf8).split(separator: "\n")
+            .map { try #require(try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(lines.count == 6)
+        let hours = try #require(lines.first { ($0["question"] as? String)?.contains("open") == true }, "\(lines)")
+        // The passage the worker retrieves for the question is in the prompt, with the generative stop.
+        #expect((hours["prompt"] as? String)?.contains("12:00") == true && hours["needs_model"] as? Bool == true, "\(hours)")
+        #expect(hours["stop"] as? [String] == ["\n"])
+        // The question the knowledge base cannot answer is escalated without the model.
+        #expect(lines.contains { $0["needs_model"] as? Bool == false }, "\(lines)")
+    }
+
     @Test("kb import, search, list and export on a real SQLite file; a re-import reports what changed")
     func knowledgeBase() async throws {
         let db = try Self.temporary("knowledge.sqlite").path

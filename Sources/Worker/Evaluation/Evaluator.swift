@@ -29,6 +29,11 @@ public struct Evaluator: Sendable {
         }
     }
 
+    /// What the model is asked for `evalCase` (the worker's plan of the same request).
+    public func plan(_ evalCase: EvalCase, index: Int) throws -> AnswerPlan {
+        try pipeline.plan(request(evalCase, index: index))
+    }
+
     /// The request a producer would send for `evalCase`, decoded as the worker decodes it.
     func request(_ evalCase: EvalCase, index: Int) throws -> InferenceRequest {
         var body: [String: JSONValue] = ["request_id": .string("eval-\(index + 1)")]

@@ -26,6 +26,8 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "Write the HTML report here.") var report: String?
     @Option(help: "Write the summary and every case as JSON here.") var json: String?
     @Option(help: "A previous --json file to compare with.") var baseline: String?
+    @Option(help: "Write what the model is asked for each case as JSON lines (question, prompt, stop, needs_model) here, and exit without running the model (for side-by-side benchmarks).")
+    var prompts: String?
     @Option(name: .customLong("max-drop"), help: "Largest accepted drop of accuracy or automation against --baseline (absolute).") var maxDrop = 0.05
 
     func run() async throws {
@@ -53,6 +55,11 @@ struct EvalCommand: AsyncParsableCommand {
                                            prefixCacheBytes: configuration.worker.prefixCacheMb << 20)
         let pipeline = try AnswerPipeline(configuration: configuration, backend: backend)
         let worker = configuration.worker
+        if let prompts {
+            let evaluator = Evaluator(pipeline: pipeline, scheduler: ContinuousBatchScheduler(backend: backend, settings: .init(worker)), limits: RequestLimits(configuration))
+            try Self.writePrompts(cases.enumerated().map { try ($0.element.question, evaluator.plan($0.element, index: $0.offset)) }, to: prompts)
+            return
+        }
         let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(worker, queueCapacity: max(worker.queueCapacity, cases.count)))
         scheduler.start()
         let started = Date()
@@ -109,5 +116,21 @@ struct EvalCommand: AsyncParsableCommand {
             lines += wrong.map { "  - \($0.question) → \($0.answer) (confidence \(String(format: "%.3f", $0.confidence)))" }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// One JSON line per case: the question, the model input, the stop strings and whether the
+    /// model is asked at all.
+    static func writePrompts(_ plans: [(question: String, plan: AnswerPlan)], to path: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var lines = ""
+        for (question, plan) in plans {
+            let line: JSONValue = .object([
+                "question": .string(question), "prompt": .string(plan.modelInput), "needs_model": .bool(plan.needsModel),
+                "stop": .array((plan.stopStrings ?? []).map { .string($0) }),
+            ])
+            lines += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
+        }
+        try lines.write(toFile: path, atomically: true, encoding: .utf8)
     }
 }

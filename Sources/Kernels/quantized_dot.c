@@ -155,13 +155,14 @@ static inline __m256i q4_q5_0_block_avx2(int type, const void *row, int64_t i, u
     return _mm256_sub_epi8(_mm256_or_si256(nibbles, _mm256_and_si256(bits, _mm256_set1_epi8(0x10))), _mm256_set1_epi8(16));
 }
 
-/// AVX2 unpacking of Q4_0 / Q5_0 rows into int8 values and float block scales.
-__attribute__((target("avx2")))
+/// AVX2 unpacking of Q4_0 / Q5_0 rows into int8 values and float block scales (converted by
+/// F16C: exact, so sl_f16_to_f32's values).
+__attribute__((target("avx2,f16c")))
 static void unpack_q4_q5_0_avx2(int type, const void *row, int64_t nb, unpacked_row *u) {
     for (int64_t i = 0; i < nb; i++) {
         uint16_t d;
         _mm256_storeu_si256((__m256i *)(u->v + i * QK), q4_q5_0_block_avx2(type, row, i, &d));
-        u->dw[i] = sl_f16_to_f32(d);
+        u->dw[i] = _cvtsh_ss(d);
     }
 }
 

@@ -131,6 +131,10 @@ struct EvalCommand: AsyncParsableCommand {
             ])
             lines += String(decoding: try encoder.encode(line), as: UTF8.self) + "\n"
         }
-        try lines.write(toFile: path, atomically: true, encoding: .utf8)
+        do {
+            try lines.write(toFile: path, atomically: true, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot write --prompts \(path): its folder is missing or not writable")
+        }
     }
 }

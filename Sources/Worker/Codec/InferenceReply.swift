@@ -94,17 +94,94 @@ public struct InferenceReply: Sendable, Encodable {
         try container.encodeIfPresent(cache, forKey: .cache)
     }
 
-    /// The JSON value.
+    /// The JSON value: the bytes `JSONEncoder` (sorted keys, unescaped slashes) makes of
+    /// ``encode(to:)``, written directly (`JSONWriterTests` compares the two).
     public func encoded() -> [UInt8] {
-        Array((try? Self.encoder.encode(self)) ?? Data())
+        var json = JSONWriter(capacity: 256 + (text?.utf8.count ?? 0) + (metadata?.count ?? 0))
+        json.beginObject()
+        if let cache {
+            json.key("cache")
+            json.beginObject()
+            json.key("hit"); json.bool(cache.hit)
+            json.key("request_id"); json.string(cache.requestID)
+            json.endObject()
+        }
+        json.key("confidence"); json.number(confidence)
+        if let decision {
+            json.key("decision")
+            json.beginObject()
+            if let value = decision.generation { json.key("generation"); json.number(value) }
+            if let value = decision.retrieval { json.key("retrieval"); json.number(value) }
+            if let value = decision.selection { json.key("selection"); json.number(value) }
+            if let value = decision.support { json.key("support"); json.number(value) }
+            if let claims = decision.unsupportedClaims { json.key("unsupported_claims"); json.strings(claims) }
+            json.endObject()
+        }
+        if let errorCode {
+            json.key("error")
+            json.beginObject()
+            json.key("code"); json.string(errorCode)
+            json.key("message"); json.string(errorMessage ?? "")
+            json.endObject()
+        }
+        json.key("escalate"); json.bool(escalate)
+        json.key("escalation_reason"); json.string(escalationReason)
+        if let escalationReasons { json.key("escalation_reasons"); json.strings(escalationReasons) }
+        if let knowledge {
+            json.key("knowledge")
+            json.beginObject()
+            json.key("passages"); json.strings(knowledge.passages)
+            json.key("version"); json.string(knowledge.version)
+            json.endObject()
+        }
+        // The codec stores metadata in this very form (sorted keys, unescaped slashes).
+        if let metadata { json.key("metadata"); json.raw(metadata) }
+        if let model {
+            json.key("model")
+            json.beginObject()
+            json.key("name"); json.string(model.name)
+            json.key("quantization"); json.string(model.quantization)
+            json.key("sha256"); json.string(model.sha256)
+            json.endObject()
+        }
+        if let original {
+            json.key("original")
+            json.beginObject()
+            if let offset = original.offset { json.key("offset"); json.integer(offset) }
+            if let partition = original.partition { json.key("partition"); json.integer(partition) }
+            json.key("status"); json.string(original.status)
+            if let topic = original.topic { json.key("topic"); json.string(topic) }
+            json.endObject()
+        }
+        json.key("request_id"); json.string(requestID)
+        json.key("status"); json.string(status.rawValue)
+        json.key("text"); json.string(text)
+        if let timings {
+            json.key("timings")
+            json.beginObject()
+            json.key("inference_ms"); json.integer(timings.inferenceMs)
+            json.key("queued_ms"); json.integer(timings.queuedMs)
+            json.key("total_ms"); json.integer(timings.totalMs)
+            json.endObject()
+        }
+        if let usage {
+            json.key("usage")
+            json.beginObject()
+            json.key("completion_tokens"); json.integer(usage.completionTokens)
+            json.key("prompt_tokens"); json.integer(usage.promptTokens)
+            json.endObject()
+        }
+        json.key("worker"); json.string(worker)
+        json.endObject()
+        return json.bytes
     }
 
-    /// One configured encoder for every reply (configuring one per reply showed in the profile).
-    private static let encoder: JSONEncoder = {
+    /// The same value through `JSONEncoder` (the reference `encoded()` is tested against).
+    public func encodedWithFoundation() -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return encoder
-    }()
+        return Array((try? encoder.encode(self)) ?? Data())
+    }
 
     /// Headers that let callers match the reply: `correlation-id`, Spring's
     /// `kafka_correlationId`, and the request id.

@@ -4,9 +4,9 @@ import Synchronization
 
 /// A member of a consumer group.
 ///
-/// Messages come from ``messages`` (an async sequence; each `next()` polls librdkafka on
-/// this consumer's own dispatch queue, never on the cooperative pool), and everything else
-/// from ``events``. Keep iterating ``messages`` while partitions are paused: polling serves
+/// Messages come from ``messages`` (an async sequence that polls librdkafka on this
+/// consumer's own dispatch queue, never on the cooperative pool, taking what is already
+/// fetched in one hop: up to its batch size per poll), and everything else from ``events``. Keep iterating ``messages`` while partitions are paused: polling serves
 /// rebalances and keeps the member in the group.
 ///
 /// Offsets are never stored behind the application's back: call ``storeOffset(_:)`` once a
@@ -23,6 +23,9 @@ public final class KafkaConsumer: Sendable {
     private let client: RDKafkaClient
     private let pollQueue: DispatchQueue
     private let state = Mutex(State())
+    private let revocations = RevocationLog()
+    /// Messages a poll took and then dropped because a rebalance during it revoked their partition.
+    let droppedAtRevocation = Atomic<Int>(0)
     private let logger: Logger
     private let eventsContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
 
@@ -54,6 +57,7 @@ public final class KafkaConsumer: Sendable {
         let (events, continuation) = AsyncStream.makeStream(of: KafkaConsumerEvent.self)
         let callbacks = RDKafkaCallbacks(logger: logger)
         self.onIdlePositions = onIdlePositions
+        let revocations = self.revocations
         callbacks.onRebalance = { rebalance in
             switch rebalance {
             case .assigned(let partitions):
@@ -63,6 +67,7 @@ public final class KafkaConsumer: Sendable {
             case .revoked(let partitions, let lost):
                 logger.info("partitions revoked", metadata: ["partitions": "\(partitions)", "lost": "\(lost)"])
                 onRevocation?(partitions, lost)
+                revocations.record(partitions)
                 continuation.yield(.partitionsRevoked(partitions, lost: lost))
             }
         }
@@ -91,31 +96,67 @@ public final class KafkaConsumer: Sendable {
         try client.assign(offsets)
     }
 
-    /// The messages of the assigned partitions. Ends when the consumer is closed or the
-    /// iterating task is cancelled; throws on a fatal error.
-    public var messages: Messages { Messages(consumer: self) }
+    /// The messages of the assigned partitions, taking up to 64 already-fetched messages per
+    /// poll. Ends when the consumer is closed or the iterating task is cancelled; throws on a
+    /// fatal error.
+    public var messages: Messages { Messages(consumer: self, batchSize: 64) }
+
+    /// The messages of the assigned partitions, taking up to `batchSize` already-fetched
+    /// messages per poll (a caller that pauses partitions at a limit holds at most
+    /// `batchSize − 1` more than its limit, since what one poll took is still returned).
+    public func messages(batchSize: Int) -> Messages { Messages(consumer: self, batchSize: max(1, batchSize)) }
 
     /// An async sequence of consumed messages.
+    ///
+    /// What one poll took is returned in order by the following `next()` calls, without
+    /// another hop to the poll queue; a revocation during that poll drops the taken messages
+    /// of the revoked partitions (their next owner reads them from the committed offset).
+    /// When the iterating task is cancelled, taken messages not yet returned are dropped too:
+    /// they were never handed out, so nothing past them is committed.
     public struct Messages: AsyncSequence, Sendable {
         public typealias Element = KafkaConsumerMessage
         let consumer: KafkaConsumer
+        let batchSize: Int
 
         public struct AsyncIterator: AsyncIteratorProtocol {
             let consumer: KafkaConsumer
+            let batchSize: Int
+            private var taken: [KafkaConsumerMessage] = []
+            private var index = 0
+
+            init(consumer: KafkaConsumer, batchSize: Int) {
+                self.consumer = consumer
+                self.batchSize = batchSize
+            }
+
             public mutating func next() async throws -> KafkaConsumerMessage? {
-                try await consumer.nextMessage()
+                if index == taken.count {
+                    taken = try await consumer.nextMessages(upTo: batchSize)
+                    index = 0
+                    guard !taken.isEmpty else { return nil }
+                } else if Task.isCancelled || consumer.isClosed {
+                    taken = []
+                    index = 0
+                    return nil
+                }
+                defer { index += 1 }
+                return taken[index]
             }
         }
 
-        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer) }
+        public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(consumer: consumer, batchSize: batchSize) }
     }
 
-    private func nextMessage() async throws -> KafkaConsumerMessage? {
+    private var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// One hop to the poll queue: waits for a message, then takes what else is already
+    /// fetched (up to `limit`). Empty when closed or cancelled.
+    private func nextMessages(upTo limit: Int) async throws -> [KafkaConsumerMessage] {
         let cancelled = Atomic(false)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 pollQueue.async { [self] in
-                    continuation.resume(with: Result { try pollUntilMessage(cancelled: cancelled) })
+                    continuation.resume(with: Result { try pollBatch(upTo: limit, cancelled: cancelled) })
                 }
             }
         } onCancel: {
@@ -124,6 +165,42 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Runs on `pollQueue`. Short poll timeouts bound how late a close or cancel is noticed.
+    private func pollBatch(upTo limit: Int, cancelled: borrowing Atomic<Bool>) throws -> [KafkaConsumerMessage] {
+        guard let first = try pollUntilMessage(cancelled: cancelled) else { return [] }
+        var batch = [first]
+        guard limit > 1 else { return batch }
+        batch.reserveCapacity(limit)
+        var seen = revocations.count
+        drain: while batch.count < limit {
+            let result = client.consumerPoll(timeoutMs: 0)
+            // A rebalance served by this poll revoked partitions: what was taken of them
+            // before it belongs to their next owner. (A message this poll returned is of
+            // the assignment after it.)
+            let now = revocations.count
+            if now != seen {
+                let revoked = revocations.partitions(since: seen)
+                let before = batch.count
+                batch.removeAll { revoked.contains($0.topicPartition) }
+                droppedAtRevocation.add(before - batch.count, ordering: .relaxed)
+                seen = now
+            }
+            switch result {
+            case .message(let message):
+                batch.append(message)
+            case .error(let error):
+                if let fatal = client.fatalError() { throw fatal }
+                logger.warning("kafka consume error", metadata: ["error": "\(error)"])
+                eventsContinuation.yield(.error(error))
+                break drain
+            case .nothing:
+                // Not an idle poll for `reportIdlePositions`: the batch is not handed out yet.
+                break drain
+            }
+        }
+        return batch
+    }
+
+    /// Runs on `pollQueue`: polls until a message (nil when closed or cancelled).
     private func pollUntilMessage(cancelled: borrowing Atomic<Bool>) throws -> KafkaConsumerMessage? {
         while !cancelled.load(ordering: .relaxed), !state.withLock({ $0.closed }) {
             switch client.consumerPoll(timeoutMs: 100) {
@@ -252,5 +329,22 @@ public final class KafkaConsumer: Sendable {
         if state.withLock({ $0.closed }) {
             throw KafkaError(code: .closed, message: "the consumer is closed")
         }
+    }
+}
+
+/// The partitions revoked so far, in order (appended on the poll thread by the rebalance
+/// callback), so a poll that took several messages can tell which of them a rebalance
+/// during it revoked.
+private final class RevocationLog: Sendable {
+    private let log = Mutex<[[KafkaTopicPartition]]>([])
+
+    var count: Int { log.withLock { $0.count } }
+
+    func record(_ partitions: [KafkaTopicPartition]) {
+        log.withLock { $0.append(partitions) }
+    }
+
+    func partitions(since index: Int) -> Set<KafkaTopicPartition> {
+        log.withLock { Set($0[index...].joined()) }
     }
 }

@@ -37,6 +37,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// Value bytes a dead-letter copy keeps (from the producer's `message.max.bytes`).
     let deadLetterValueBytes: Int
     let shutdown = ShutdownFlag()
+    /// Where the intake's hold-off near the high water blocks (never a cooperative thread).
+    private let intakeHoldQueue = DispatchQueue(label: "sluice.worker.intake-hold")
     let stopping = ShutdownDeadline()
     /// When the graceful shutdown began (for the phases' log line).
     let stoppingSince = Mutex<ContinuousClock.Instant?>(nil)
@@ -243,10 +245,13 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     private func consumeUntilStopped() async {
         let loop = Task { [self] in
             do {
-                for try await message in consumer.messages {
+                // Pausing at the high water holds at most one poll's batch more than it.
+                let batchSize = min(64, max(1, configuration.worker.queueHighWater / 4))
+                for try await message in consumer.messages(batchSize: batchSize) {
                     health.beginHandling()
                     await handle(message)
                     health.endHandling()
+                    await holdOffNearHighWater(batchSize: batchSize)
                 }
             } catch {
                 fatal.trip("consumer failed: \(error)")
@@ -270,6 +275,27 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 logger.error("shutdown overran the grace period; exiting now (unfinished requests stay uncommitted)",
                              metadata: ["after_ms": "\(overrun.wholeMilliseconds)"])
                 _exit(0)  // at once: no exit handlers while the client's threads still run
+            }
+        }
+    }
+
+    /// Backpressure before the high water: when the next poll's batch could reach it, stop
+    /// taking until the requests held fall to the low water, for up to
+    /// `worker.intake_hold_ms`. Pausing partitions discards what librdkafka has fetched of
+    /// them and costs a fetch round trip to resume (at a peak, drains ran at half speed in
+    /// pause/resume cycles), so the pause is kept for a downstream that stays stalled (the
+    /// broker or the audit log): when the hold expires, the loop polls again, which keeps
+    /// rebalances served, and the high water pauses the partitions.
+    private func holdOffNearHighWater(batchSize: Int) async {
+        let worker = configuration.worker
+        guard worker.intakeHoldMs > 0, state.inFlight >= worker.queueHighWater - batchSize else { return }
+        let deadline = Date().addingTimeInterval(Double(worker.intakeHoldMs) / 1000)
+        let state = self.state
+        let low = worker.queueLowWater + 1
+        await withCheckedContinuation { continuation in
+            intakeHoldQueue.async {
+                _ = state.waitForRoom(below: low, deadline: deadline)
+                continuation.resume()
             }
         }
     }

@@ -83,6 +83,17 @@ final class WorkerState: @unchecked Sendable {  // all fields behind `condition`
     /// The commit points of every owned partition (the final commit).
     var committable: [KafkaTopicPartitionOffset] { read { $0.commitPoints(of: $0.assigned) } }
 
+    /// Blocks until fewer than `limit` requests are in flight, or until `deadline`; false
+    /// when the deadline came first.
+    func waitForRoom(below limit: Int, deadline: Date) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        while machine.inFlight >= limit {
+            if !condition.wait(until: deadline) { return machine.inFlight < limit }
+        }
+        return true
+    }
+
     /// Waits until no request of `partitions` is in flight, or until `deadline`.
     func waitUntilIdle(_ partitions: Set<KafkaTopicPartition>, deadline: Date) -> Bool {
         condition.lock()

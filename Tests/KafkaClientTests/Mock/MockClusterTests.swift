@@ -1,5 +1,6 @@
 import Foundation
 @testable import KafkaClient
+import Synchronization
 import Testing
 
 /// The Kafka layer against librdkafka's in-process mock cluster: fast, and able to inject
@@ -116,6 +117,75 @@ struct MockClusterTests {
         try await producer.close()
     }
 
+    @Test("a member joins while messages are taken in batches: no message of a revoked partition is returned after its revocation, and the next owner gets every one not handled")
+    func revocationDuringBatches() async throws {
+        let total = 6_000
+        let producer = try producer()
+        try await withThrowingTaskGroup(of: Void.self) { sends in
+            for index in 0..<total {
+                sends.addTask { _ = try await producer.send(KafkaProducerMessage(topic: topic, partition: Int32(index % 3), value: Array("m\(index)".utf8))) }
+            }
+            try await sends.waitForAll()
+        }
+        try await producer.close()
+
+        enum Event: Sendable { case assigned([KafkaTopicPartition]), revoked([KafkaTopicPartition]), message(KafkaTopicPartition) }
+        let events = Locked<[Event]>([])
+        // What the first member handled: committed at its revocation, as the worker does.
+        let handled = Locked<[KafkaTopicPartition: Int64]>([:])
+        let first = Locked<KafkaConsumer?>(nil)
+        let group = uniqueTopic("g")
+        let configuration = KafkaConsumerConfiguration(client: client(), groupID: group, sessionTimeout: .seconds(6))
+        let member = try KafkaConsumer(
+            configuration: configuration,
+            onAssignment: { partitions in events.withLock { $0.append(.assigned(partitions)) } },
+            onRevocation: { partitions, _ in
+                let offsets = handled.withLock { handled in
+                    partitions.compactMap { partition in handled[partition].map { KafkaTopicPartitionOffset(topic: partition.topic, partition: partition.partition, offset: $0) } }
+                }
+                try? first.withLock { $0 }?.commitBlocking(offsets)
+                events.withLock { $0.append(.revoked(partitions)) }
+            })
+        first.withLock { $0 = member }
+        let second = try KafkaConsumer(configuration: configuration)
+        let inbox = Inbox(expected: total)
+        try member.subscribe(topics: [topic])
+        try await withThrowingTaskGroup(of: Void.self) { members in
+            members.addTask {
+                for try await message in member.messages(batchSize: 64) {
+                    events.withLock { $0.append(.message(message.topicPartition)) }
+                    handled.withLock { $0[message.topicPartition] = message.nextOffset.offset }
+                    await inbox.add(message, from: "first")
+                    // Slow handling until the rebalance, so it comes while a backlog is being taken.
+                    if !events.withLock({ $0.contains { if case .revoked = $0 { true } else { false } } }) { try await Task.sleep(for: .milliseconds(1)) }
+                }
+            }
+            try await withDeadline(60, "the first member's first messages") { await inbox.wait { $0.count >= 100 } }
+            try second.subscribe(topics: [topic])
+            members.addTask {
+                for try await message in second.messages(batchSize: 64) { await inbox.add(message, from: "second") }
+            }
+            try await withDeadline(120, "\(total) messages between the two members") { await inbox.waitUntilComplete() }
+            members.cancelAll()
+            try await members.waitForAll()
+        }
+        #expect(await inbox.counts.count == total, "every message reached a member")
+        #expect((await inbox.perMember["second"] ?? 0) > 0, "the second member took partitions over")
+        // Replay the first member's events: every message it returned was of a partition it owned then.
+        var owned: Set<KafkaTopicPartition> = []
+        var revocations = 0
+        for event in events.withLock({ $0 }) {
+            switch event {
+            case .assigned(let partitions): owned.formUnion(partitions)
+            case .revoked(let partitions): owned.subtract(partitions); revocations += 1
+            case .message(let partition): #expect(owned.contains(partition), "a message of \(partition) returned while not owned")
+            }
+        }
+        #expect(revocations > 0)
+        try await member.close()
+        try await second.close()
+    }
+
     @Test("a closed producer refuses sends with a clear error")
     func closedProducer() async throws {
         let producer = try producer()
@@ -163,4 +233,11 @@ struct KafkaConfigurationTests {
         }
         try Librdkafka.check(versionNumber: 0x0201_02FF, versionString: "2.1.2")
     }
+}
+
+/// A value behind a lock, shared by reference (callbacks and tasks).
+final class Locked<Value: Sendable>: Sendable {
+    private let stored: Mutex<Value>
+    init(_ value: Value) { stored = Mutex(value) }
+    func withLock<Result>(_ body: (inout Value) -> Result) -> Result { stored.withLock { body(&$0) } }
 }

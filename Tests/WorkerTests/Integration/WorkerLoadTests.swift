@@ -43,16 +43,21 @@ struct WorkerLoadTests {
         #expect(batchAfter.count >= 8, "audit order: \(order)")
     }
 
-    @Test("a burst of 5,000 requests pauses partitions at the high-water mark, holds at most 64 requests at any time (peak over the burst) and loses nothing")
+    @Test("a burst of 5,000 requests while the audit log stalls: partitions pause at the high-water mark once the intake's hold expires, resume when it clears, at most 64 requests held at any time (peak over the burst), nothing lost")
     func backpressure() async throws {
         let harness = try await WorkerHarness(model: "echo", partitions: 3)
         defer { harness.stopAll() }
         try await harness.startWorker("w1", extra: [
             "SLUICE_WORKER_QUEUE_CAPACITY": "64", "SLUICE_WORKER_QUEUE_HIGH_WATER": "32", "SLUICE_WORKER_QUEUE_LOW_WATER": "8",
-            "SLUICE_WORKER_MAX_BATCH_SIZE": "16",
+            "SLUICE_WORKER_MAX_BATCH_SIZE": "16", "SLUICE_WORKER_INTAKE_HOLD_MS": "100",
         ])
+        // The audit log's write lock, taken from outside, stalls every request before its
+        // commit: the held requests cannot fall, the hold expires and the high water pauses.
+        let lock = try SQLiteWriteLock(path: harness.auditPath)
         let ids = (0..<5_000).map { "burst-\($0)" }
         try await harness.send(ids.map { (key: $0, value: WorkerHarness.request($0), headers: []) })
+        try await harness.waitForLog("w1", containing: "partitions paused")
+        try lock.release()
         let replies = try await harness.read(harness.repliesTopic, timeout: 300) { $0.count >= 5_000 }
         #expect(Set(WorkerHarness.objects(replies).compactMap { $0["request_id"] as? String }).count == 5_000)
         let peakRSS = try #require(harness.processes("w1").flatMap { Self.peakResidentKB(pid: $0.processIdentifier) })

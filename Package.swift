@@ -143,7 +143,7 @@ let package = Package(
             name: "WorkerTests",
             dependencies: [
                 "Worker", "KafkaClient", "AuditLog", "Inference", "Knowledge", .product(name: "Yams", package: "Yams"),
-                .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "PropertyBased", package: "swift-property-based"), .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["Scripts"],
             swiftSettings: strictSettings

@@ -5,9 +5,10 @@ import Synchronization
 /// A member of a consumer group.
 ///
 /// Messages come from ``messages`` (an async sequence that polls librdkafka on this
-/// consumer's own dispatch queue, never on the cooperative pool, taking what is already
-/// fetched in one hop: up to its batch size per poll), and everything else from ``events``. Keep iterating ``messages`` while partitions are paused: polling serves
-/// rebalances and keeps the member in the group.
+/// consumer's own dispatch queue, never on the cooperative pool, and takes what is already
+/// fetched, up to its batch size, in one hop), and everything else from ``events``. Keep
+/// iterating ``messages`` while partitions are paused: polling serves rebalances and keeps
+/// the member in the group.
 ///
 /// Offsets are never stored behind the application's back: call ``storeOffset(_:)`` once a
 /// message is fully handled, then ``commit()`` (or set an auto-commit interval).
@@ -24,8 +25,6 @@ public final class KafkaConsumer: Sendable {
     private let pollQueue: DispatchQueue
     private let state = Mutex(State())
     private let revocations = RevocationLog()
-    /// Messages a poll took and then dropped because a rebalance during it revoked their partition.
-    let droppedAtRevocation = Atomic<Int>(0)
     private let logger: Logger
     private let eventsContinuation: AsyncStream<KafkaConsumerEvent>.Continuation
 
@@ -179,9 +178,7 @@ public final class KafkaConsumer: Sendable {
             let now = revocations.count
             if now != seen {
                 let revoked = revocations.partitions(since: seen)
-                let before = batch.count
                 batch.removeAll { revoked.contains($0.topicPartition) }
-                droppedAtRevocation.add(before - batch.count, ordering: .relaxed)
                 seen = now
             }
             switch result {

@@ -100,76 +100,68 @@ public struct InferenceReply: Sendable, Encodable {
         var json = JSONWriter(capacity: 256 + (text?.utf8.count ?? 0) + (metadata?.count ?? 0))
         json.beginObject()
         if let cache {
-            json.key("cache")
-            json.beginObject()
-            json.key("hit"); json.bool(cache.hit)
-            json.key("request_id"); json.string(cache.requestID)
-            json.endObject()
+            json.object("cache") { fields in
+                fields.key("hit"); fields.bool(cache.hit)
+                fields.key("request_id"); fields.string(cache.requestID)
+            }
         }
         json.key("confidence"); json.number(confidence)
         if let decision {
-            json.key("decision")
-            json.beginObject()
-            if let value = decision.generation { json.key("generation"); json.number(value) }
-            if let value = decision.retrieval { json.key("retrieval"); json.number(value) }
-            if let value = decision.selection { json.key("selection"); json.number(value) }
-            if let value = decision.support { json.key("support"); json.number(value) }
-            if let claims = decision.unsupportedClaims { json.key("unsupported_claims"); json.strings(claims) }
-            json.endObject()
+            json.object("decision") { fields in
+                if let value = decision.generation { fields.key("generation"); fields.number(value) }
+                if let value = decision.retrieval { fields.key("retrieval"); fields.number(value) }
+                if let value = decision.selection { fields.key("selection"); fields.number(value) }
+                if let value = decision.support { fields.key("support"); fields.number(value) }
+                if let claims = decision.unsupportedClaims { fields.key("unsupported_claims"); fields.strings(claims) }
+            }
         }
         if let errorCode {
-            json.key("error")
-            json.beginObject()
-            json.key("code"); json.string(errorCode)
-            json.key("message"); json.string(errorMessage ?? "")
-            json.endObject()
+            json.object("error") { fields in
+                fields.key("code"); fields.string(errorCode)
+                fields.key("message"); fields.string(errorMessage ?? "")
+            }
         }
         json.key("escalate"); json.bool(escalate)
         json.key("escalation_reason"); json.string(escalationReason)
         if let escalationReasons { json.key("escalation_reasons"); json.strings(escalationReasons) }
         if let knowledge {
-            json.key("knowledge")
-            json.beginObject()
-            json.key("passages"); json.strings(knowledge.passages)
-            json.key("version"); json.string(knowledge.version)
-            json.endObject()
+            json.object("knowledge") { fields in
+                fields.key("passages"); fields.strings(knowledge.passages)
+                fields.key("version"); fields.string(knowledge.version)
+            }
         }
         // The codec stores metadata in this very form (sorted keys, unescaped slashes).
         if let metadata { json.key("metadata"); json.raw(metadata) }
         if let model {
-            json.key("model")
-            json.beginObject()
-            json.key("name"); json.string(model.name)
-            json.key("quantization"); json.string(model.quantization)
-            json.key("sha256"); json.string(model.sha256)
-            json.endObject()
+            json.object("model") { fields in
+                fields.key("name"); fields.string(model.name)
+                fields.key("quantization"); fields.string(model.quantization)
+                fields.key("sha256"); fields.string(model.sha256)
+            }
         }
         if let original {
-            json.key("original")
-            json.beginObject()
-            if let offset = original.offset { json.key("offset"); json.integer(offset) }
-            if let partition = original.partition { json.key("partition"); json.integer(partition) }
-            json.key("status"); json.string(original.status)
-            if let topic = original.topic { json.key("topic"); json.string(topic) }
-            json.endObject()
+            json.object("original") { fields in
+                if let offset = original.offset { fields.key("offset"); fields.integer(offset) }
+                if let partition = original.partition { fields.key("partition"); fields.integer(partition) }
+                fields.key("status"); fields.string(original.status)
+                if let topic = original.topic { fields.key("topic"); fields.string(topic) }
+            }
         }
         json.key("request_id"); json.string(requestID)
         json.key("status"); json.string(status.rawValue)
         json.key("text"); json.string(text)
         if let timings {
-            json.key("timings")
-            json.beginObject()
-            json.key("inference_ms"); json.integer(timings.inferenceMs)
-            json.key("queued_ms"); json.integer(timings.queuedMs)
-            json.key("total_ms"); json.integer(timings.totalMs)
-            json.endObject()
+            json.object("timings") { fields in
+                fields.key("inference_ms"); fields.integer(timings.inferenceMs)
+                fields.key("queued_ms"); fields.integer(timings.queuedMs)
+                fields.key("total_ms"); fields.integer(timings.totalMs)
+            }
         }
         if let usage {
-            json.key("usage")
-            json.beginObject()
-            json.key("completion_tokens"); json.integer(usage.completionTokens)
-            json.key("prompt_tokens"); json.integer(usage.promptTokens)
-            json.endObject()
+            json.object("usage") { fields in
+                fields.key("completion_tokens"); fields.integer(usage.completionTokens)
+                fields.key("prompt_tokens"); fields.integer(usage.promptTokens)
+            }
         }
         json.key("worker"); json.string(worker)
         json.endObject()
@@ -177,7 +169,7 @@ public struct InferenceReply: Sendable, Encodable {
     }
 
     /// The same value through `JSONEncoder` (the reference `encoded()` is tested against).
-    public func encodedWithFoundation() -> [UInt8] {
+    func encodedWithFoundation() -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return Array((try? encoder.encode(self)) ?? Data())

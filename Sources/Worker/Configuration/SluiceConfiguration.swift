@@ -347,7 +347,7 @@ public struct SluiceConfiguration: Codable, Sendable, Equatable {
         if w.queueCapacity < w.maxBatchSize { throw fail("worker.queue_capacity", "must be at least max_batch_size") }
         if !(1...w.queueCapacity).contains(w.queueHighWater) { throw fail("worker.queue_high_water", "must be 1...queue_capacity") }
         if !(0..<w.queueHighWater).contains(w.queueLowWater) { throw fail("worker.queue_low_water", "must be below queue_high_water") }
-        if !(0...10_000).contains(w.intakeHoldMs) { throw fail("worker.intake_hold_ms", "must be 0…10000") }
+        if !(0...10_000).contains(w.intakeHoldMs) { throw fail("worker.intake_hold_ms", "must be 0...10000") }
         if w.maxPromptBytes < 1 || w.maxPromptTokens < 1 { throw fail("worker.max_prompt_bytes", "prompt limits must be positive") }
         if !(1...w.maxTokensLimit).contains(w.defaultMaxTokens) { throw fail("worker.default_max_tokens", "must be 1...max_tokens_limit") }
         if !(0...65_536).contains(w.prefixCacheMb) { throw fail("worker.prefix_cache_mb", "must be 0...65536") }

@@ -137,6 +137,28 @@ struct AppendTests {
         #expect(try database.count() == appended, "nothing was lost")
     }
 
+    @Test("the write-ahead log is copied into the file at the configured length, not SQLite's 1,000 pages")
+    func walCheckpointLength() throws {
+        // The log file is reused from its start after each checkpoint, so its size is the
+        // longest stretch between two: about the configured pages (plus one batch), or all of
+        // the appends when that is longer than they wrote.
+        func walPages(checkpointingAt pages: Int) throws -> Int {
+            var configuration = try AuditFixture.configuration()
+            configuration.walAutocheckpointPages = pages
+            let database = try AuditFixture.newDatabase(configuration: configuration)
+            for start in stride(from: 0, to: 2_000, by: 64) {
+                try database.append((start..<min(start + 64, 2_000)).map { AuditFixture.entry($0, prompt: String(repeating: "long question \($0) ", count: 100)) })
+            }
+            let attributes = try FileManager.default.attributesOfItem(atPath: database.path + "-wal")
+            return ((attributes[.size] as? Int) ?? 0) / (4096 + 24)
+        }
+        let short = try walPages(checkpointingAt: 100)
+        let long = try walPages(checkpointingAt: 10_000)
+        #expect(short < 400, "checkpointed every 100 pages, the log held \(short)")
+        #expect(long > 2_000, "checkpointed every 10,000 pages, the log held only \(long)")
+        #expect(AuditLogConfiguration(keys: try AuditFixture.configurationKeys(), masker: try PIIMasker()).walAutocheckpointPages == 10_000)
+    }
+
     @Test("a file that is not a database is reported as corrupt")
     func notADatabase() throws {
         let path = try AuditFixture.temporaryDirectory().appendingPathComponent("audit.sqlite").path

@@ -88,9 +88,11 @@ public struct AuditDatabase: Sendable {
         config.busyMode = .timeout(configuration?.busyTimeout ?? 10)
         let synchronous = configuration?.synchronousFull ?? true ? "FULL" : "NORMAL"
         let maxPageCount = configuration?.maxPageCount
+        let checkpointPages = configuration?.walAutocheckpointPages ?? 1000
         config.prepareDatabase { db in
             if !readOnly {
                 try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+                _ = try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint = \(checkpointPages)")
                 if let maxPageCount { _ = try Int.fetchOne(db, sql: "PRAGMA max_page_count = \(maxPageCount)") }
             }
         }

@@ -16,18 +16,18 @@ start_broker() {  # a private in-memory Tansu on $BROKERS, in the background
   done
 }
 
-topics() {  # prefix
+topics() {  # prefix [partitions, default 3]
   SLUICE_TOPICS_REQUESTS="$1.requests" SLUICE_TOPICS_REPLIES="$1.replies" SLUICE_TOPICS_ESCALATIONS="$1.escalations" \
-    SLUICE_TOPICS_DEAD_LETTERS="$1.dlq" "$SLUICE" topics create --brokers "$BROKERS" --partitions 3 >/dev/null
+    SLUICE_TOPICS_DEAD_LETTERS="$1.dlq" "$SLUICE" topics create --brokers "$BROKERS" --partitions "${2:-3}" >/dev/null
 }
 
-worker() {  # prefix model dir [extra env...]
+worker() {  # prefix model dir [extra env...]; SLUICE_BENCH_WORKER_ID names it (default: the prefix)
   local prefix="$1" model="$2" dir="$3"; shift 3
   env SLUICE_KAFKA_BROKERS="$BROKERS" SLUICE_KAFKA_GROUP_ID="$prefix-group" SLUICE_TOPICS_REQUESTS="$prefix.requests" \
     SLUICE_TOPICS_REPLIES="$prefix.replies" SLUICE_TOPICS_ESCALATIONS="$prefix.escalations" SLUICE_TOPICS_DEAD_LETTERS="$prefix.dlq" \
     SLUICE_AUDIT_DB="$dir/audit.sqlite" SLUICE_AUDIT_ALLOW_DEVELOPMENT_KEYS=true SLUICE_WORKER_METRICS_PORT=0 \
     SLUICE_KAFKA_SESSION_TIMEOUT_MS="${SLUICE_BENCH_SESSION_MS:-45000}" \
     SLUICE_WORKER_MODEL="$model" SLUICE_KNOWLEDGE_DB="$dir/knowledge.sqlite" "$@" \
-    "$SLUICE" run --worker-id "$prefix" >"$dir/worker.log" 2>&1 &
+    "$SLUICE" run --worker-id "${SLUICE_BENCH_WORKER_ID:-$prefix}" >"$dir/${SLUICE_BENCH_WORKER_ID:-worker}.log" 2>&1 &
   echo $!
 }

@@ -328,3 +328,61 @@ struct SchedulerStopTests {
         #expect(!scheduler.enqueue(ScheduledJob(request: requests[0], promptTokens: [1], enqueuedAt: Date()) { _ in }), "no work after stop")
     }
 }
+
+@Suite("Scheduler: identical questions share an answer (unit)")
+struct SchedulerSharingTests {
+    static func job(_ request: InferenceRequest, key: String?, shortcut: (@Sendable () -> Bool)? = nil,
+                    onFinish: @escaping @Sendable (ScheduledJob.Outcome) -> Void = { _ in }) -> ScheduledJob {
+        ScheduledJob(request: request, promptTokens: ScriptedBackend(confidences: [:]).tokenize(request.prompt), enqueuedAt: Date(),
+                     shareKey: key, shortcut: shortcut, onFinish: onFinish)
+    }
+
+    @Test("a queued job answered meanwhile (its shortcut) never reaches the model and is not reported finished by the scheduler")
+    func shortcutAtAdmission() async throws {
+        let backend = ScriptedBackend(confidences: [:])
+        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(maxBatchSize: 1, maxWait: 0, queueCapacity: 8, aging: 60))
+        let shortcuts = Atomic(0)
+        let finished = Mutex<[String]>([])
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let remaining = Atomic(2)
+            let record: @Sendable (String) -> @Sendable (ScheduledJob.Outcome) -> Void = { id in
+                { _ in
+                    finished.withLock { $0.append(id) }
+                    if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.resume() }
+                }
+            }
+            _ = scheduler.enqueue(Self.job(SchedulingTests.request("first"), key: "k", onFinish: record("first")))
+            _ = scheduler.enqueue(Self.job(SchedulingTests.request("again"), key: "k", shortcut: {
+                shortcuts.add(1, ordering: .relaxed)
+                return true
+            }, onFinish: record("again")))
+            _ = scheduler.enqueue(Self.job(SchedulingTests.request("other"), key: "o", shortcut: { false }, onFinish: record("other")))
+            scheduler.start()
+        }
+        scheduler.stop()
+        #expect(backend.admittedOrder == ["first", "other"], "the shortcut job was submitted to the model")
+        #expect(shortcuts.load(ordering: .relaxed) == 1)
+        #expect(finished.withLock { $0 } == ["first", "other"])
+    }
+
+    @Test("takeQueued takes only the queued jobs of one key, in order; requeue puts them back first, and is refused after stop")
+    func takeAndRequeue() throws {
+        let backend = EndlessBackend()
+        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(maxBatchSize: 1, maxWait: 0, queueCapacity: 4, aging: 60))
+        let requests = (0..<4).map { SchedulingTests.request("q\($0)", offset: Int64($0)) }
+        for (request, key) in zip(requests, ["k", "k", "o", "k"]) { #expect(scheduler.enqueue(Self.job(request, key: key))) }
+        scheduler.start()
+        #expect(backend.submitted.wait(timeout: .now() + 10) == .success, "the first job started")
+        let taken = scheduler.takeQueued(sharing: "k")
+        #expect(taken.map(\.request.requestID) == ["q1", "q3"], "running q0 and q2 of another key are not taken")
+        #expect(scheduler.takeQueued(sharing: "k").isEmpty)
+        for offset in 4...6 { #expect(scheduler.enqueue(Self.job(SchedulingTests.request("q\(offset)", offset: Int64(offset)), key: "o"))) }
+        #expect(!scheduler.enqueue(Self.job(SchedulingTests.request("q7", offset: 7), key: "o")), "the queue is full")
+        // Requeued jobs go back anyway (they were held already), at the head.
+        #expect(scheduler.requeue(taken).isEmpty)
+        #expect(scheduler.depth == 7)
+        let handedBack = scheduler.stop(until: Date().addingTimeInterval(0.2))
+        #expect(handedBack.map(\.offset) == [1, 3, 2, 4, 5, 6, 0], "requeued jobs first, then the queue in order, then the running one")
+        #expect(scheduler.requeue(taken).map(\.request.requestID) == ["q1", "q3"], "a stopped scheduler hands requeued jobs back to the caller")
+    }
+}

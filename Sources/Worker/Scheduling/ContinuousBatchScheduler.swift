@@ -22,22 +22,33 @@ public struct ScheduledJob: Sendable {
     /// Replaces the scheduler's stop strings for this job.
     public let stopStrings: [String]?
     public let enqueuedAt: Date
+    /// Jobs with the same key have the same answer (the answer cache's key): once one is
+    /// answered, the others queued may be taken out (``ContinuousBatchScheduler/takeQueued(sharing:)``).
+    public let shareKey: String?
+    /// Tried just before the job would start: true when it was answered without the model
+    /// meanwhile (an identical question's answer is in the cache); the job then never starts
+    /// and `onFinish` is not called — whoever answered it finishes it.
+    public let shortcut: (@Sendable () -> Bool)?
     public let onFinish: @Sendable (Outcome) -> Void
 
     public init(request: InferenceRequest, promptTokens: [Int32], choices: [GenerationRequest.Choice] = [], stopStrings: [String]? = nil,
-                enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
+                enqueuedAt: Date, shareKey: String? = nil, shortcut: (@Sendable () -> Bool)? = nil,
+                onFinish: @escaping @Sendable (Outcome) -> Void) {
         self.request = request
         self.promptTokens = promptTokens
         self.choices = choices
         self.stopStrings = stopStrings
         self.enqueuedAt = enqueuedAt
+        self.shareKey = shareKey
+        self.shortcut = shortcut
         self.onFinish = onFinish
     }
 
     /// The job for a planned answer.
-    public init(request: InferenceRequest, plan: AnswerPlan, enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
+    public init(request: InferenceRequest, plan: AnswerPlan, enqueuedAt: Date, shareKey: String? = nil, shortcut: (@Sendable () -> Bool)? = nil,
+                onFinish: @escaping @Sendable (Outcome) -> Void) {
         self.init(request: request, promptTokens: plan.promptTokens, choices: plan.choices, stopStrings: plan.stopStrings,
-                  enqueuedAt: enqueuedAt, onFinish: onFinish)
+                  enqueuedAt: enqueuedAt, shareKey: shareKey, shortcut: shortcut, onFinish: onFinish)
     }
 }
 
@@ -116,6 +127,29 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         return true
     }
 
+    /// Removes the queued (not yet running) jobs whose ``ScheduledJob/shareKey`` is `key`, in
+    /// queue order: an identical question was just answered, so they need not wait for the model.
+    /// The caller answers them, or puts back those it cannot (``requeue(_:)``).
+    public func takeQueued(sharing key: String) -> [ScheduledJob] {
+        condition.lock()
+        defer { condition.unlock() }
+        let taken = queue.filter { $0.shareKey == key }
+        if !taken.isEmpty { queue.removeAll { $0.shareKey == key } }
+        return taken
+    }
+
+    /// Puts back jobs taken by ``takeQueued(sharing:)`` at the head of the queue, whatever its
+    /// capacity (they were admitted once and are counted as held). Returns those it refused
+    /// because the scheduler is stopping: the caller hands them back.
+    public func requeue(_ jobs: [ScheduledJob]) -> [ScheduledJob] {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return jobs }
+        queue.insert(contentsOf: jobs, at: 0)
+        condition.signal()
+        return []
+    }
+
     /// Removes queued (not yet running) jobs of `partitions` and returns their records'
     /// positions; they were never started, so their next owner answers them.
     public func dropQueued(from partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
@@ -183,6 +217,13 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
 
             for job in expired { job.onFinish(.expired) }
             for (id, job) in admitted {
+                if let shortcut = job.shortcut, shortcut() {
+                    // Answered meanwhile without the model (its finisher owns it now).
+                    condition.lock()
+                    active[id] = nil
+                    condition.unlock()
+                    continue
+                }
                 do {
                     try backend.submit(id, GenerationRequest(
                         promptTokens: job.promptTokens, maxTokens: job.request.maxTokens,

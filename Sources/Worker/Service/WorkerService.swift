@@ -479,6 +479,18 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
             return
         }
+        if request.deadline.map({ $0 <= Date() }) ?? false {
+            // Past its deadline already: answered `expired` at once, without retrieval or the
+            // model, so a backlog of stale requests drains at pipeline speed.
+            let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
+            let accepted = request
+            publishing.begin()
+            Task {
+                await self.complete(accepted, .expired, plan: nil, original: original)
+                self.publishing.end()
+            }
+            return
+        }
         guard let plan = await plan(request) else {
             state.abandon([request.source])  // shutting down: the next owner answers
             return
@@ -506,7 +518,12 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 self.publishing.end()
             }
         } else {
-            let job = ScheduledJob(request: accepted, plan: plan, enqueuedAt: Date()) { [self] outcome in
+            // Should an identical question be answered while this one waits, it takes that answer.
+            var shortcut: (@Sendable () -> Bool)?
+            if let cacheKey {
+                shortcut = { [self] in self.answerFromCache(accepted, key: cacheKey, original: original) }
+            }
+            let job = ScheduledJob(request: accepted, plan: plan, enqueuedAt: Date(), shareKey: cacheKey, shortcut: shortcut) { [self] outcome in
                 publishing.begin()
                 Task {
                     await self.complete(accepted, outcome, plan: plan, original: original, cacheKey: cacheKey)
@@ -590,14 +607,15 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 
     /// The cached answer of `key`; a cache that cannot be read is a miss (logged), never a stall.
-    private func cachedAnswer(_ key: String?) -> AnswerCache.Entry? {
+    /// `countingMiss`: false for the second look of a request already counted as a miss.
+    private func cachedAnswer(_ key: String?, countingMiss: Bool = true) -> AnswerCache.Entry? {
         guard let key, let cache = answerCache else {
             if answerCache != nil { metrics.answerCache("bypass").increment() }
             return nil
         }
         do {
             let hit = try cache.lookup(key)
-            metrics.answerCache(hit == nil ? "miss" : "hit").increment()
+            if hit != nil || countingMiss { metrics.answerCache(hit == nil ? "miss" : "hit").increment() }
             return hit
         } catch {
             metrics.answerCache("error").increment()
@@ -606,22 +624,36 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
     }
 
+    /// Answers a queued request from the cache when an identical question's answer was stored
+    /// while it waited; false when there is none, or its deadline passed (the scheduler then
+    /// answers it `expired`).
+    private func answerFromCache(_ request: InferenceRequest, key: String, original: DeadLetterCopy) -> Bool {
+        guard !(request.deadline.map { $0 <= Date() } ?? false), let hit = cachedAnswer(key, countingMiss: false) else { return false }
+        publishing.begin()
+        Task {
+            await self.completeFromCache(request, hit, original: original)
+            self.publishing.end()
+        }
+        return true
+    }
+
     private func finish(_ partition: KafkaTopicPartition, _ offset: Int64) {
         state.finish(partition, offset: offset)
         metrics.inFlight.set(Double(state.inFlight))
         metrics.queueDepth.set(Double(scheduler.depth))
     }
 
-    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan, original: DeadLetterCopy,
+    /// `plan` is nil only for a request that expired before it was planned.
+    private func complete(_ request: InferenceRequest, _ outcome: ScheduledJob.Outcome, plan: AnswerPlan?, original: DeadLetterCopy,
                           cacheKey: String? = nil) async {
         var decision: AnswerDecision?
         var usage: (prompt: Int, completion: Int)?
         switch outcome {
         case .completed(let completion, _):
-            decision = answers.decide(request, plan: plan, completion: completion)
+            decision = plan.map { answers.decide(request, plan: $0, completion: completion) }
             usage = (completion.promptTokens, completion.completionTokens)
         case .answeredWithoutModel:
-            decision = answers.decide(request, plan: plan, completion: nil)
+            decision = plan.map { answers.decide(request, plan: $0, completion: nil) }
         case .expired, .failed:
             break
         }
@@ -643,7 +675,12 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 try cache.store(entry, for: cacheKey)
             } catch {
                 logger.warning("answer cache write failed (the answer went out; it is not reused)", metadata: ["error": "\(error)"])
+                return
             }
+            // Identical questions queued behind this one take its answer now, not when their
+            // turn comes (in a peak they would expire first); those that cannot go back.
+            let unanswered = scheduler.takeQueued(sharing: cacheKey).filter { !($0.shortcut?() ?? false) }
+            if !unanswered.isEmpty { state.abandon(scheduler.requeue(unanswered).map(\.request.source)) }
         }
     }
 

@@ -84,6 +84,40 @@ struct AnswerCacheTests {
     }
 }
 
+extension AnswerCacheTests {
+    @Test("identical questions arriving together run the model once: those queued behind the first take its answer, each with its own reply and audit row")
+    func queuedRepeatsShareTheAnswer() async throws {
+        let harness = try await WorkerHarness()
+        defer { harness.stopAll() }
+        // One sequence at a time, and other questions between the first and its repeats: the
+        // repeats are consumed (and miss the cache) at once, then wait their turn behind the others.
+        try await harness.startWorker("w1", extra: ["SLUICE_CACHE_ENABLED": "true", "SLUICE_WORKER_MAX_BATCH_SIZE": "1"])
+        let ids = (1...6).map { "same-\($0)" }
+        let others = ["Please tell me the customer service hotline number", "Which number is the customer service hotline?",
+                      "customer service hotline number?"]
+        let otherIDs = others.indices.map { "other-\($0)" }
+        // One key: one partition, consumed in this order.
+        let items = [(ids[0], Self.hotline)] + Array(zip(otherIDs, others)) + ids.dropFirst().map { ($0, Self.hotline) }
+        try await harness.send(items.map { (key: "k", value: WorkerHarness.request($0.0, prompt: $0.1), headers: []) })
+        let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, timeout: 240) { messages in
+            Set(ids + otherIDs).isSubset(of: Set(WorkerHarness.objects(messages).compactMap { $0["request_id"] as? String }))
+        })
+        let byID = Dictionary(replies.compactMap { object in (object["request_id"] as? String).map { ($0, object) } }, uniquingKeysWith: { first, _ in first })
+        let audit = try await harness.auditDatabase(rows: items.count)
+        let records = try ids.map { try #require(try audit.record(requestID: $0)) }
+        let computed = records.filter { $0.cachedFrom == nil }
+        try #require(computed.map(\.requestID) == [ids[0]], "the model answered \(computed.map(\.requestID)), not only the first")
+        let leader = computed[0]
+        for record in records where record.requestID != leader.requestID {
+            #expect(record.cachedFrom == leader.requestID && record.status == .ok && record.route == .auto && record.completionTokens == 0, "\(record)")
+            let reply = try #require(byID[record.requestID])
+            #expect((reply["cache"] as? [String: Any])?["request_id"] as? String == leader.requestID, "\(reply)")
+            #expect(reply["text"] as? String == byID[leader.requestID]?["text"] as? String)
+        }
+        #expect(try audit.verify().isIntact)
+    }
+}
+
 @Suite("Answer cache (unit)")
 struct AnswerCacheUnitTests {
     func request(_ prompt: String, temperature: Float = 0, seed: UInt64? = nil) -> InferenceRequest {

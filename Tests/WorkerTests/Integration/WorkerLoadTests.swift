@@ -203,6 +203,25 @@ struct LoadGeneratorTests {
     }
 }
 
+extension LoadGeneratorTests {
+    @Test("sluice load --deadline gives every request a deadline: one the worker cannot reach in time is answered expired, none is lost")
+    func deadlines() async throws {
+        let harness = try await WorkerHarness(model: "echo")
+        defer { harness.stopAll() }
+        try await harness.startWorker("w1")
+        let report = harness.directory.appendingPathComponent("load.json").path
+        // A millisecond: past before any worker reads the request.
+        let (status, output) = try await harness.runSluice(["load", "--rate", "50", "--duration", "1", "--deadline", "0.001",
+                                                             "--timeout", "60", "--report", report])
+        #expect(status == 0, "\(String(decoding: output, as: UTF8.self))")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as? [String: Any])
+        #expect(object["answered"] as? Int == 50 && object["lost"] as? Int == 0)
+        #expect(object["statuses"] as? [String: Int] == ["expired": 50], "\(object["statuses"] ?? "")")
+        let (refused, _) = try await harness.runSluice(["load", "--deadline", "0"])
+        #expect(refused == 64, "a deadline of 0 s is a usage error")
+    }
+}
+
 /// Counts replies per request id as a read goes, one record at a time; done once every
 /// watched id has been seen.
 final class ReplyTally: @unchecked Sendable {  // touched only by one read's loop

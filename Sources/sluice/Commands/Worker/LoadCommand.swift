@@ -20,9 +20,13 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(
         "Share of requests (0...1) that repeat an earlier question (the answer cache's peak); the rest are new questions. Unset: six questions in turn.",
         valueName: "ratio")) var `repeat`: Double?
+    @Option(help: ArgumentHelp(
+        "Give each request a deadline this many seconds after it is sent: a worker answers it, or replies `expired` (escalated to a human) once it has passed. Unset: no deadline.",
+        valueName: "seconds")) var deadline: Double?
 
     func validate() throws {
         if let ratio = `repeat`, !(0...1).contains(ratio) { throw ValidationError("--repeat must be 0...1") }
+        if let deadline, !(deadline > 0) { throw ValidationError("--deadline must be a positive number of seconds") }
     }
 
     func run() async throws {
@@ -42,6 +46,8 @@ struct LoadCommand: AsyncParsableCommand {
             schedule.sort()
         }
         let tracker = LoadTracker(expected: schedule.count)
+        let deadlineFormat = ISO8601DateFormatter()
+        deadlineFormat.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         let began = Date()
         let collector = Task {
             for try await message in consumer.messages {
@@ -57,8 +63,9 @@ struct LoadCommand: AsyncParsableCommand {
                 let wait = began.addingTimeInterval(offset).timeIntervalSinceNow
                 if wait > 0 { try await Task.sleep(for: .seconds(wait)) }  // pacing the send rate
                 let id = "load-\(run)-\(index)"
-                let body: [String: Any] = ["request_id": id, "prompt": questions.next(index), "max_tokens": maxTokens,
+                var body: [String: Any] = ["request_id": id, "prompt": questions.next(index), "max_tokens": maxTokens,
                                            "conversation_id": "load-conv-\(index % 97)"]
+                if let deadline { body["deadline"] = deadlineFormat.string(from: Date().addingTimeInterval(deadline)) }
                 let message = KafkaProducerMessage(
                     topic: configuration.topics.requests[0], key: Array("load-conv-\(index % 97)".utf8),
                     value: Array(try JSONSerialization.data(withJSONObject: body)), headers: [KafkaHeader(name: "correlation-id", string: id)])
@@ -68,12 +75,12 @@ struct LoadCommand: AsyncParsableCommand {
             try await group.waitForAll()
         }
         try await producer.close()
-        let deadline = Task {
+        let giveUp = Task {
             try await Task.sleep(for: .seconds(timeout))
             collector.cancel()
         }
         _ = await collector.result
-        deadline.cancel()
+        giveUp.cancel()
         try? await consumer.close()
 
         let summary = await tracker.summary(began: began)

@@ -365,6 +365,40 @@ struct SchedulerSharingTests {
         #expect(finished.withLock { $0 } == ["first", "other"])
     }
 
+    @Test("a job planned at its turn runs on what prepare returns; one prepare decides otherwise never reaches the model; expired ones are never prepared")
+    func prepareAtAdmission() async throws {
+        let backend = ScriptedBackend(confidences: [:])
+        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(maxBatchSize: 1, maxWait: 0, queueCapacity: 8, aging: 60))
+        let prepared = Mutex<[String]>([])
+        let finished = Mutex<[String: ScheduledJob.Outcome]>([:])
+        func lazy(_ id: String, deadline: Date? = nil, into prompt: String?, _ done: @escaping @Sendable (String, ScheduledJob.Outcome) -> Void) -> ScheduledJob {
+            ScheduledJob(request: SchedulingTests.request(id, deadline: deadline), input: .init(promptTokens: []), prepare: {
+                prepared.withLock { $0.append(id) }
+                return prompt.map { .init(promptTokens: $0.unicodeScalars.map { Int32(bitPattern: $0.value) }) }  // ScriptedBackend.tokenize
+            }, enqueuedAt: Date(), shareKey: nil, shortcut: nil) { done(id, $0) }
+        }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let remaining = Atomic(2)
+            let record: @Sendable (String, ScheduledJob.Outcome) -> Void = { id, outcome in
+                finished.withLock { $0[id] = outcome }
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.resume() }
+            }
+            _ = scheduler.enqueue(lazy("late", deadline: Date().addingTimeInterval(-1), into: "never", record))
+            _ = scheduler.enqueue(lazy("decided", into: nil, record))
+            _ = scheduler.enqueue(lazy("asked", into: "the grounded prompt", record))
+            scheduler.start()
+        }
+        scheduler.stop()
+        #expect(backend.admittedOrder == ["the grounded prompt"])
+        #expect(prepared.withLock { $0 } == ["decided", "asked"], "an expired job was prepared")
+        let outcomes = finished.withLock { $0 }
+        guard case .expired? = outcomes["late"], case .completed? = outcomes["asked"] else {
+            Issue.record("outcomes \(outcomes)")
+            return
+        }
+        #expect(outcomes["decided"] == nil, "the scheduler finished a job its prepare had decided")
+    }
+
     @Test("takeQueued takes only the queued jobs of one key, in order; requeue puts them back first, and is refused after stop")
     func takeAndRequeue() throws {
         let backend = EndlessBackend()

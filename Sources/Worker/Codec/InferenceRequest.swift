@@ -231,9 +231,7 @@ public enum RequestCodec {
         }
         var deadline: Date?
         if let text = body.deadline {
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            guard let parsed = formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text) else {
+            guard let parsed = RFC3339.date(from: text) else {
                 throw reject("invalid_field", "deadline must be an RFC 3339 time")
             }
             deadline = parsed

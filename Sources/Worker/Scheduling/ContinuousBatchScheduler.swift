@@ -15,12 +15,36 @@ public struct ScheduledJob: Sendable {
         case answeredWithoutModel(startedAt: Date)
     }
 
+    /// What the model is asked.
+    public struct Input: Sendable {
+        public var promptTokens: [Int32]
+        /// Extractive answering: the texts the answer may be (see ``GenerationRequest/choices``).
+        public var choices: [GenerationRequest.Choice]
+        /// Replaces the scheduler's stop strings for this job.
+        public var stopStrings: [String]?
+
+        public init(promptTokens: [Int32], choices: [GenerationRequest.Choice] = [], stopStrings: [String]? = nil) {
+            self.promptTokens = promptTokens
+            self.choices = choices
+            self.stopStrings = stopStrings
+        }
+
+        public init(_ plan: AnswerPlan) {
+            self.init(promptTokens: plan.promptTokens, choices: plan.choices, stopStrings: plan.stopStrings)
+        }
+    }
+
     public let request: InferenceRequest
-    public let promptTokens: [Int32]
-    /// Extractive answering: the texts the answer may be (see ``GenerationRequest/choices``).
-    public let choices: [GenerationRequest.Choice]
-    /// Replaces the scheduler's stop strings for this job.
-    public let stopStrings: [String]?
+    /// Known when queued, or computed by `prepare` when the job is about to start.
+    public let input: Input
+    public var promptTokens: [Int32] { input.promptTokens }
+    public var choices: [GenerationRequest.Choice] { input.choices }
+    public var stopStrings: [String]? { input.stopStrings }
+    /// Builds the input just before the job starts (after `shortcut`), in place of `input`, so
+    /// a request that expires or is answered from the cache while queued never costs its
+    /// retrieval and tokenization. nil when it was decided without the model instead (it then
+    /// never starts and `onFinish` is not called: whoever decided it finishes it).
+    public let prepare: (@Sendable () -> Input?)?
     public let enqueuedAt: Date
     /// Jobs with the same key have the same answer (the answer cache's key): once one is
     /// answered, the others queued may be taken out (``ContinuousBatchScheduler/takeQueued(sharing:)``).
@@ -34,10 +58,15 @@ public struct ScheduledJob: Sendable {
     public init(request: InferenceRequest, promptTokens: [Int32], choices: [GenerationRequest.Choice] = [], stopStrings: [String]? = nil,
                 enqueuedAt: Date, shareKey: String? = nil, shortcut: (@Sendable () -> Bool)? = nil,
                 onFinish: @escaping @Sendable (Outcome) -> Void) {
+        self.init(request: request, input: Input(promptTokens: promptTokens, choices: choices, stopStrings: stopStrings), prepare: nil,
+                  enqueuedAt: enqueuedAt, shareKey: shareKey, shortcut: shortcut, onFinish: onFinish)
+    }
+
+    public init(request: InferenceRequest, input: Input, prepare: (@Sendable () -> Input?)?, enqueuedAt: Date, shareKey: String?,
+                shortcut: (@Sendable () -> Bool)?, onFinish: @escaping @Sendable (Outcome) -> Void) {
         self.request = request
-        self.promptTokens = promptTokens
-        self.choices = choices
-        self.stopStrings = stopStrings
+        self.input = input
+        self.prepare = prepare
         self.enqueuedAt = enqueuedAt
         self.shareKey = shareKey
         self.shortcut = shortcut
@@ -45,10 +74,8 @@ public struct ScheduledJob: Sendable {
     }
 
     /// The job for a planned answer.
-    public init(request: InferenceRequest, plan: AnswerPlan, enqueuedAt: Date, shareKey: String? = nil, shortcut: (@Sendable () -> Bool)? = nil,
-                onFinish: @escaping @Sendable (Outcome) -> Void) {
-        self.init(request: request, promptTokens: plan.promptTokens, choices: plan.choices, stopStrings: plan.stopStrings,
-                  enqueuedAt: enqueuedAt, shareKey: shareKey, shortcut: shortcut, onFinish: onFinish)
+    public init(request: InferenceRequest, plan: AnswerPlan, enqueuedAt: Date, onFinish: @escaping @Sendable (Outcome) -> Void) {
+        self.init(request: request, input: Input(plan), prepare: nil, enqueuedAt: enqueuedAt, shareKey: nil, shortcut: nil, onFinish: onFinish)
     }
 }
 
@@ -217,8 +244,9 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
 
             for job in expired { job.onFinish(.expired) }
             for (id, job) in admitted {
-                if let shortcut = job.shortcut, shortcut() {
-                    // Answered meanwhile without the model (its finisher owns it now).
+                // Answered meanwhile, or decided without the model when prepared: its finisher owns it now.
+                let input = (job.shortcut?() ?? false) ? nil : job.prepare.map { $0() } ?? job.input
+                guard let input else {
                     condition.lock()
                     active[id] = nil
                     condition.unlock()
@@ -226,9 +254,9 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                 }
                 do {
                     try backend.submit(id, GenerationRequest(
-                        promptTokens: job.promptTokens, maxTokens: job.request.maxTokens,
+                        promptTokens: input.promptTokens, maxTokens: job.request.maxTokens,
                         sampling: SamplingParameters(temperature: job.request.temperature, topK: 40, topP: job.request.topP, seed: job.request.seed),
-                        stopStrings: job.stopStrings ?? settings.stopStrings, choices: job.choices))
+                        stopStrings: input.stopStrings ?? settings.stopStrings, choices: input.choices))
                 } catch {
                     condition.lock()
                     active[id] = nil

@@ -468,10 +468,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
         // A question answered before is answered from the cache before any planning (the
         // retrieval and the prompt's tokenization are most of a hit's cost otherwise).
-        if let hit = cachedAnswer(cacheKey(request, knowledgeVersion: currentKnowledgeVersion())),
-           !(request.deadline.map { $0 <= Date() } ?? false) {
-            let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
-            let accepted = request
+        let expired = request.deadline.map { $0 <= Date() } ?? false
+        let intakeKey = cacheKey(request, knowledgeVersion: currentKnowledgeVersion())
+        let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
+        let accepted = request
+        if !expired, let hit = cachedAnswer(intakeKey) {
             publishing.begin()
             Task {
                 await self.completeFromCache(accepted, hit, original: original)
@@ -479,11 +480,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
             return
         }
-        if request.deadline.map({ $0 <= Date() }) ?? false {
+        if expired {
             // Past its deadline already: answered `expired` at once, without retrieval or the
             // model, so a backlog of stale requests drains at pipeline speed.
-            let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
-            let accepted = request
             publishing.begin()
             Task {
                 await self.complete(accepted, .expired, plan: nil, original: original)
@@ -491,53 +490,31 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
             return
         }
-        guard let plan = await plan(request) else {
-            state.abandon([request.source])  // shutting down: the next owner answers
-            return
-        }
-        let tokens = plan.promptTokens
-        if tokens.count > configuration.worker.maxPromptTokens {
-            rejectInBackground(message, RequestRejection(
-                code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens with its passages; the limit is \(configuration.worker.maxPromptTokens)",
-                requestID: request.requestID, replyTopic: request.replyTopic, replyPartition: request.replyPartition,
-                correlationID: request.correlationID, trace: request.trace))
-            return
-        }
-        let accepted = request
-        // Kept until the request ends, for a DLQ copy should its reply fail for good: bounded
-        // to 64 KB so a thousand held requests cannot hold a thousand large records.
-        let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
-        // Stored under the version the answer was grounded in.
-        let cacheKey = plan.needsModel ? cacheKey(request, knowledgeVersion: plan.retrieval?.version) : nil
-        if !plan.needsModel {
-            // Nothing retrieved: decided at once, without the model (expired if its deadline passed).
-            let outcome: ScheduledJob.Outcome = request.deadline.map { $0 <= Date() } ?? false ? .expired : .answeredWithoutModel(startedAt: Date())
-            publishing.begin()
-            Task {
-                await self.complete(accepted, outcome, plan: plan, original: original)
-                self.publishing.end()
+        let planned = PlannedAnswer()
+        let job: ScheduledJob
+        if policy.ruleReasons(prompt: request.prompt).isEmpty {
+            // Planned (retrieval, tokenization) only when its turn comes: in a peak most queued
+            // misses expire or take an identical question's answer first, and cost nothing more.
+            job = modelJob(message, accepted, original: original, shareKey: intakeKey, planned: planned) { [self] in
+                prepare(message, accepted, original: original, planned: planned)
             }
         } else {
-            // Should an identical question be answered while this one waits, it takes that answer.
-            var shortcut: (@Sendable () -> Bool)?
-            if let cacheKey {
-                shortcut = { [self] in self.answerFromCache(accepted, key: cacheKey, original: original) }
+            // Escalated by a rule (a customer asking for a human, fraud, a complaint): planned
+            // now, so one the model has nothing to add to is handed over at once, not queued.
+            guard let plan = await plan(request) else {
+                state.abandon([request.source])  // shutting down: the next owner answers
+                return
             }
-            let job = ScheduledJob(request: accepted, plan: plan, enqueuedAt: Date(), shareKey: cacheKey, shortcut: shortcut) { [self] outcome in
-                publishing.begin()
-                Task {
-                    await self.complete(accepted, outcome, plan: plan, original: original, cacheKey: cacheKey)
-                    self.publishing.end()
-                }
-            }
-            while !scheduler.enqueue(job) {
-                // Full: wait for room (consumption is paused). Ends on shutdown: the record is handed back.
-                do {
-                    try await Task.sleep(for: .milliseconds(10))
-                } catch {
-                    state.abandon([request.source])
-                    return
-                }
+            guard let input = settle(message, accepted, plan: plan, original: original, planned: planned) else { return }
+            job = modelJob(message, accepted, original: original, shareKey: intakeKey, planned: planned, input: input, prepare: nil)
+        }
+        while !scheduler.enqueue(job) {
+            // Full: wait for room (consumption is paused). Ends on shutdown: the record is handed back.
+            do {
+                try await Task.sleep(for: .milliseconds(10))
+            } catch {
+                state.abandon([request.source])
+                return
             }
         }
         // Memory is bounded by requests held anywhere between consumption and commit
@@ -545,6 +522,85 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         let held = state.inFlight
         metrics.inFlight.set(Double(held))
         metrics.queueDepth.set(Double(scheduler.depth))
+    }
+
+    /// The scheduler's job for a request the model may answer: `prepare` plans it when its turn
+    /// comes (nil: `input` is already planned). Should an identical question be answered while
+    /// it waits, it takes that answer (`shareKey`, the answer cache's key at intake).
+    private func modelJob(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: DeadLetterCopy, shareKey: String?,
+                          planned: PlannedAnswer, input: ScheduledJob.Input = .init(promptTokens: []),
+                          prepare: (@Sendable () -> ScheduledJob.Input?)?) -> ScheduledJob {
+        var shortcut: (@Sendable () -> Bool)?
+        if let shareKey {
+            shortcut = { [self] in self.answerFromCache(request, key: shareKey, original: original) }
+        }
+        return ScheduledJob(request: request, input: input, prepare: prepare, enqueuedAt: Date(), shareKey: shareKey, shortcut: shortcut) { [self] outcome in
+            let plan = planned.plan
+            // Stored under the version the answer was grounded in.
+            let storeKey = plan.flatMap { $0.needsModel ? self.cacheKey(request, knowledgeVersion: $0.retrieval?.version) : nil }
+            publishing.begin()
+            Task {
+                await self.complete(request, outcome, plan: plan, original: original, cacheKey: storeKey)
+                self.publishing.end()
+            }
+        }
+    }
+
+    /// Plans a queued request as it is about to start (on the scheduler's thread): the model's
+    /// input, or nil when it was decided otherwise — too long with its passages, nothing to ask
+    /// the model, or a knowledge base that cannot be read now (asked again with back-off, off
+    /// this thread, then queued again).
+    private func prepare(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: DeadLetterCopy,
+                         planned: PlannedAnswer) -> ScheduledJob.Input? {
+        do {
+            return settle(message, request, plan: try answers.plan(request), original: original, planned: planned)
+        } catch {
+            publishing.begin()
+            Task {
+                await self.planWithRetries(message, request, original: original)
+                self.publishing.end()
+            }
+            return nil
+        }
+    }
+
+    /// What a planned request needs: the model's input, or nil when it was answered (or
+    /// rejected) without the model.
+    private func settle(_ message: KafkaConsumerMessage, _ request: InferenceRequest, plan: AnswerPlan, original: DeadLetterCopy,
+                        planned: PlannedAnswer) -> ScheduledJob.Input? {
+        let tokens = plan.promptTokens
+        if tokens.count > configuration.worker.maxPromptTokens {
+            rejectInBackground(message, RequestRejection(
+                code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens with its passages; the limit is \(configuration.worker.maxPromptTokens)",
+                requestID: request.requestID, replyTopic: request.replyTopic, replyPartition: request.replyPartition,
+                correlationID: request.correlationID, trace: request.trace))
+            return nil
+        }
+        guard plan.needsModel else {
+            // Nothing retrieved: decided at once, without the model (expired if its deadline passed).
+            let outcome: ScheduledJob.Outcome = request.deadline.map { $0 <= Date() } ?? false ? .expired : .answeredWithoutModel(startedAt: Date())
+            publishing.begin()
+            Task {
+                await self.complete(request, outcome, plan: plan, original: original)
+                self.publishing.end()
+            }
+            return nil
+        }
+        planned.plan = plan
+        return ScheduledJob.Input(plan)
+    }
+
+    /// The knowledge base could not be read when the request's turn came: plan it with
+    /// back-off (``plan(_:)``), then queue it again, planned, at the head.
+    private func planWithRetries(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: DeadLetterCopy) async {
+        guard let plan = await plan(request) else {
+            state.abandon([request.source])  // shutting down: the next owner answers
+            return
+        }
+        let planned = PlannedAnswer()
+        guard let input = settle(message, request, plan: plan, original: original, planned: planned) else { return }
+        let job = modelJob(message, request, original: original, shareKey: nil, planned: planned, input: input, prepare: nil)
+        state.abandon(scheduler.requeue([job]).map(\.request.source))
     }
 
     /// The grounded prompt for `request`. While the knowledge base cannot be read (e.g. a
@@ -868,6 +924,16 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
 /// Counts requests between their finish and the end of their publishing, so shutdown can
 /// wait for them.
+/// The plan of a queued request, made when its turn comes and read when it ends.
+final class PlannedAnswer: Sendable {
+    private let value = Mutex<AnswerPlan?>(nil)
+
+    var plan: AnswerPlan? {
+        get { value.withLock { $0 } }
+        set { value.withLock { $0 = newValue } }
+    }
+}
+
 final class PublishCounter: @unchecked Sendable {  // behind `condition`
     private let condition = NSCondition()
     private var count = 0

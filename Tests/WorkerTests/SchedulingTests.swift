@@ -419,4 +419,21 @@ struct SchedulerSharingTests {
         #expect(handedBack.map(\.offset) == [1, 3, 2, 4, 5, 6, 0], "requeued jobs first, then the queue in order, then the running one")
         #expect(scheduler.requeue(taken).map(\.request.requestID) == ["q1", "q3"], "a stopped scheduler hands requeued jobs back to the caller")
     }
+
+    @Test("jobs out of the queue when their partition is handed over are refused by requeue until it is assigned again")
+    func requeueAfterRevocation() throws {
+        let scheduler = ContinuousBatchScheduler(backend: EndlessBackend(), settings: .init(maxBatchSize: 1, maxWait: 0, queueCapacity: 8, aging: 60))
+        let partition0 = KafkaTopicPartition(topic: "t", partition: 0)
+        var other = SchedulingTests.request("q1", offset: 1)
+        other.source = KafkaTopicPartitionOffset(topic: "t", partition: 1, offset: 1)
+        for request in [SchedulingTests.request("q0", offset: 0), other] { #expect(scheduler.enqueue(Self.job(request, key: "k"))) }
+        let taken = scheduler.takeQueued(sharing: "k")
+        #expect(taken.count == 2)
+        #expect(scheduler.dropQueued(from: [partition0]).isEmpty, "nothing of partition 0 was queued when it was revoked")
+        #expect(scheduler.requeue(taken).map(\.request.requestID) == ["q0"], "the revoked partition's job came back")
+        #expect(scheduler.depth == 1)
+        scheduler.reclaim([partition0])
+        #expect(scheduler.requeue([taken[0]]).isEmpty, "assigned again: its jobs are taken")
+        #expect(scheduler.depth == 2)
+    }
 }

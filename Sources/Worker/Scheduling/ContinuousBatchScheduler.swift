@@ -110,6 +110,8 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     private let settings: Settings
     private let condition = NSCondition()
     private var queue: [ScheduledJob] = []
+    /// Partitions whose queued jobs ``dropQueued(from:)`` handed over, until assigned again.
+    private var handedOver: Set<KafkaTopicPartition> = []
     private var active: [Int: (job: ScheduledJob, startedAt: Date)] = [:]
     private var nextID = 0
     private var stopping = false
@@ -166,15 +168,24 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     }
 
     /// Puts back jobs taken by ``takeQueued(sharing:)`` at the head of the queue, whatever its
-    /// capacity (they were admitted once and are counted as held). Returns those it refused
-    /// because the scheduler is stopping: the caller hands them back.
+    /// capacity (they were admitted once and are counted as held). Returns those it refused —
+    /// all once the scheduler is stopping, and those of partitions handed over by
+    /// ``dropQueued(from:)`` (their next owner answers them): the caller hands them back.
     public func requeue(_ jobs: [ScheduledJob]) -> [ScheduledJob] {
         condition.lock()
         defer { condition.unlock() }
         guard !stopping else { return jobs }
-        queue.insert(contentsOf: jobs, at: 0)
+        let kept = jobs.filter { !handedOver.contains($0.request.source.topicPartition) }
+        queue.insert(contentsOf: kept, at: 0)
         condition.signal()
-        return []
+        return jobs.filter { handedOver.contains($0.request.source.topicPartition) }
+    }
+
+    /// Partitions assigned (again): ``requeue(_:)`` takes their jobs once more.
+    public func reclaim(_ partitions: [KafkaTopicPartition]) {
+        condition.lock()
+        defer { condition.unlock() }
+        handedOver.subtract(partitions)
     }
 
     /// Removes queued (not yet running) jobs of `partitions` and returns their records'
@@ -184,6 +195,9 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         defer { condition.unlock() }
         let dropped = queue.filter { partitions.contains($0.request.source.topicPartition) }.map(\.request.source)
         queue.removeAll { partitions.contains($0.request.source.topicPartition) }
+        // A job out of the queue just now (taken to share an answer, or being planned again)
+        // must not come back for these partitions.
+        handedOver.formUnion(partitions)
         return dropped
     }
 
@@ -245,7 +259,14 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
             for job in expired { job.onFinish(.expired) }
             for (id, job) in admitted {
                 // Answered meanwhile, or decided without the model when prepared: its finisher owns it now.
-                let input = (job.shortcut?() ?? false) ? nil : job.prepare.map { $0() } ?? job.input
+                var input: ScheduledJob.Input?
+                if let shortcut = job.shortcut, shortcut() {
+                    input = nil
+                } else if let prepare = job.prepare {
+                    input = prepare()
+                } else {
+                    input = job.input
+                }
                 guard let input else {
                     condition.lock()
                     active[id] = nil

@@ -79,6 +79,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 // Runs on the poll thread before any message of these partitions is returned:
                 // the tracker owns them before one of their requests can finish.
                 state.assign(partitions)
+                schedulerHolder.scheduler?.reclaim(partitions)
             },
             onIdlePositions: { positions in state.advance(positions) },
             onRevocation: { partitions, lost in
@@ -922,8 +923,6 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     }
 }
 
-/// Counts requests between their finish and the end of their publishing, so shutdown can
-/// wait for them.
 /// The plan of a queued request, made when its turn comes and read when it ends.
 final class PlannedAnswer: Sendable {
     private let value = Mutex<AnswerPlan?>(nil)
@@ -933,6 +932,9 @@ final class PlannedAnswer: Sendable {
         set { value.withLock { $0 = newValue } }
     }
 }
+
+/// Counts requests between their finish and the end of their publishing, so shutdown can
+/// wait for them.
 
 final class PublishCounter: @unchecked Sendable {  // behind `condition`
     private let condition = NSCondition()

@@ -156,8 +156,10 @@ struct MockClusterTests {
                     events.withLock { $0.append(.message(message.topicPartition)) }
                     handled.withLock { $0[message.topicPartition] = message.nextOffset.offset }
                     await inbox.add(message, from: "first")
-                    // Slow handling until the rebalance, so it comes while a backlog is being taken.
-                    if !events.withLock({ $0.contains { if case .revoked = $0 { true } else { false } } }) { try await Task.sleep(for: .milliseconds(1)) }
+                    // Slow handling until the rebalance, so it comes while a backlog is being taken
+                    // (at 1 ms a loaded CI machine's first member took all 6,000 before the
+                    // rebalance came; at 5 ms that takes 30 s).
+                    if !events.withLock({ $0.contains { if case .revoked = $0 { true } else { false } } }) { try await Task.sleep(for: .milliseconds(5)) }
                 }
             }
             try await withDeadline(60, "the first member's first messages") { await inbox.wait { $0.count >= 100 } }

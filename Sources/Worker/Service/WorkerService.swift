@@ -471,6 +471,9 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         // retrieval and the prompt's tokenization are most of a hit's cost otherwise).
         let expired = request.deadline.map { $0 <= Date() } ?? false
         let intakeKey = cacheKey(request, knowledgeVersion: currentKnowledgeVersion())
+        // Kept until the request ends, for a dead-letter copy should it be rejected or its reply
+        // fail for good: bounded to 64 KB so thousands of held requests cannot hold as many
+        // large records (the record itself is not kept).
         let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
         let accepted = request
         if !expired, let hit = cachedAnswer(intakeKey) {
@@ -496,8 +499,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         if policy.ruleReasons(prompt: request.prompt).isEmpty {
             // Planned (retrieval, tokenization) only when its turn comes: in a peak most queued
             // misses expire or take an identical question's answer first, and cost nothing more.
-            job = modelJob(message, accepted, original: original, shareKey: intakeKey, planned: planned) { [self] in
-                prepare(message, accepted, original: original, planned: planned)
+            job = modelJob(accepted, original: original, shareKey: intakeKey, planned: planned) { [self] in
+                prepare(accepted, original: original, planned: planned)
             }
         } else {
             // Escalated by a rule (a customer asking for a human, fraud, a complaint): planned
@@ -506,8 +509,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
                 state.abandon([request.source])  // shutting down: the next owner answers
                 return
             }
-            guard let input = settle(message, accepted, plan: plan, original: original, planned: planned) else { return }
-            job = modelJob(message, accepted, original: original, shareKey: intakeKey, planned: planned, input: input, prepare: nil)
+            guard let input = settle(accepted, plan: plan, original: original, planned: planned) else { return }
+            job = modelJob(accepted, original: original, shareKey: intakeKey, planned: planned, input: input, prepare: nil)
         }
         while !scheduler.enqueue(job) {
             // Full: wait for room (consumption is paused). Ends on shutdown: the record is handed back.
@@ -528,7 +531,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// The scheduler's job for a request the model may answer: `prepare` plans it when its turn
     /// comes (nil: `input` is already planned). Should an identical question be answered while
     /// it waits, it takes that answer (`shareKey`, the answer cache's key at intake).
-    private func modelJob(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: DeadLetterCopy, shareKey: String?,
+    private func modelJob(_ request: InferenceRequest, original: DeadLetterCopy, shareKey: String?,
                           planned: PlannedAnswer, input: ScheduledJob.Input = .init(promptTokens: []),
                           prepare: (@Sendable () -> ScheduledJob.Input?)?) -> ScheduledJob {
         var shortcut: (@Sendable () -> Bool)?
@@ -551,14 +554,13 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// input, or nil when it was decided otherwise — too long with its passages, nothing to ask
     /// the model, or a knowledge base that cannot be read now (asked again with back-off, off
     /// this thread, then queued again).
-    private func prepare(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: DeadLetterCopy,
-                         planned: PlannedAnswer) -> ScheduledJob.Input? {
+    private func prepare(_ request: InferenceRequest, original: DeadLetterCopy, planned: PlannedAnswer) -> ScheduledJob.Input? {
         do {
-            return settle(message, request, plan: try answers.plan(request), original: original, planned: planned)
+            return settle(request, plan: try answers.plan(request), original: original, planned: planned)
         } catch {
             publishing.begin()
             Task {
-                await self.planWithRetries(message, request, original: original)
+                await self.planWithRetries(request, original: original)
                 self.publishing.end()
             }
             return nil
@@ -567,11 +569,11 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     /// What a planned request needs: the model's input, or nil when it was answered (or
     /// rejected) without the model.
-    private func settle(_ message: KafkaConsumerMessage, _ request: InferenceRequest, plan: AnswerPlan, original: DeadLetterCopy,
+    private func settle(_ request: InferenceRequest, plan: AnswerPlan, original: DeadLetterCopy,
                         planned: PlannedAnswer) -> ScheduledJob.Input? {
         let tokens = plan.promptTokens
         if tokens.count > configuration.worker.maxPromptTokens {
-            rejectInBackground(message, RequestRejection(
+            rejectInBackground(original, RequestRejection(
                 code: "prompt_too_long", message: "the prompt has \(tokens.count) tokens with its passages; the limit is \(configuration.worker.maxPromptTokens)",
                 requestID: request.requestID, replyTopic: request.replyTopic, replyPartition: request.replyPartition,
                 correlationID: request.correlationID, trace: request.trace))
@@ -593,14 +595,14 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
 
     /// The knowledge base could not be read when the request's turn came: plan it with
     /// back-off (``plan(_:)``), then queue it again, planned, at the head.
-    private func planWithRetries(_ message: KafkaConsumerMessage, _ request: InferenceRequest, original: DeadLetterCopy) async {
+    private func planWithRetries(_ request: InferenceRequest, original: DeadLetterCopy) async {
         guard let plan = await plan(request) else {
             state.abandon([request.source])  // shutting down: the next owner answers
             return
         }
         let planned = PlannedAnswer()
-        guard let input = settle(message, request, plan: plan, original: original, planned: planned) else { return }
-        let job = modelJob(message, request, original: original, shareKey: nil, planned: planned, input: input, prepare: nil)
+        guard let input = settle(request, plan: plan, original: original, planned: planned) else { return }
+        let job = modelJob(request, original: original, shareKey: nil, planned: planned, input: input, prepare: nil)
         state.abandon(scheduler.requeue([job]).map(\.request.source))
     }
 
@@ -843,20 +845,26 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// Ends a record that cannot be answered without holding up the consume loop: error
     /// reply, dead-letter copy and audit row are written by a task of their own.
     private func rejectInBackground(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) {
+        rejectInBackground(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), rejection)
+    }
+
+    /// The same for a held request, from the bounded copy it keeps of its record.
+    private func rejectInBackground(_ record: DeadLetterCopy, _ rejection: RequestRejection) {
         logger.warning("request rejected", metadata: [
-            "code": "\(rejection.code)", "topic": "\(message.topic)", "offset": "\(message.offset)", "trace_id": "\(rejection.trace.traceID)",
+            "code": "\(rejection.code)", "topic": "\(record.topic)", "offset": "\(record.offset)", "trace_id": "\(rejection.trace.traceID)",
         ])
         publishing.begin()
         Task {
-            await self.reject(message, rejection)
+            await self.reject(record, rejection)
             self.publishing.end()
         }
     }
 
-    private func reject(_ message: KafkaConsumerMessage, _ rejection: RequestRejection) async {
+    private func reject(_ copy: DeadLetterCopy, _ rejection: RequestRejection) async {
+        let position = KafkaTopicPartitionOffset(topic: copy.topic, partition: copy.partition, offset: copy.offset)
         logger.info("request rejected", metadata: [
             "code": "\(rejection.code)", "request_id": "\(rejection.requestID ?? "")", "trace_id": "\(rejection.trace.traceID)",
-            "record": "\(message.topic):\(message.partition):\(message.offset)",
+            "record": "\(copy.topic):\(copy.partition):\(copy.offset)",
         ])
         var notes: [String] = []
         var repliedTo: (topic: String, partition: Int32?)?
@@ -870,25 +878,25 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             case .delivered: repliedTo = (replyTopic, partition)
             case .failed(let error): notes.append("error reply to \(replyTopic) failed: \(error)")
             case .stopped:
-                state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
+                state.abandon([position])
                 return
             }
         }
-        switch await output.deadLetter(DeadLetterCopy(message, maxValueBytes: deadLetterValueBytes), code: rejection.code, message: rejection.message, trace: rejection.trace) {
+        switch await output.deadLetter(copy, code: rejection.code, message: rejection.message, trace: rejection.trace) {
         case .delivered: break
         case .failed(let error): notes.append("dead-letter copy failed: \(error)")
         case .stopped:
-            state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
+            state.abandon([position])
             return
         }
-        let record = records.rejected(rejection, at: (message.topic, message.partition, message.offset), notes: notes, repliedTo: repliedTo)
-        let prompt = String(decoding: message.value.prefix(4096), as: UTF8.self)
+        let record = records.rejected(rejection, at: (copy.topic, copy.partition, copy.offset), notes: notes, repliedTo: repliedTo)
+        let prompt = String(decoding: copy.value.prefix(4096), as: UTF8.self)
         guard await auditWriter.write(AuditEntry(record: record, prompt: prompt, response: nil, customerRef: nil)) != nil else {
-            state.abandon([KafkaTopicPartitionOffset(topic: message.topic, partition: message.partition, offset: message.offset)])
+            state.abandon([position])
             return
         }
         metrics.requests("rejected").increment()
-        finish(message.topicPartition, message.offset)
+        finish(position.topicPartition, copy.offset)
     }
 
     /// A request id already answered from another record (a client's retry under a new

@@ -134,6 +134,33 @@ struct PoisonPillTests {
         #expect(harness.isRunning("w1"))
     }
 
+    @Test("a prompt too long with its passages is rejected when its turn comes: error reply, DLQ copy, audit row; the requests around it are answered")
+    func promptTooLongAtItsTurn() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        defer { harness.stopAll() }
+        // 40 tokens: a short question fits; the grounded prompt of a long one does not.
+        try await harness.startWorker("w1", extra: ["SLUICE_WORKER_MAX_PROMPT_TOKENS": "40", "SLUICE_WORKER_MAX_TOKENS_LIMIT": "64",
+                                                    "SLUICE_WORKER_DEFAULT_MAX_TOKENS": "8"])
+        let long = "What is the annual fee of the gold card, " + String(repeating: "and what else should I know about it, ", count: 20)
+        try await harness.send([
+            (key: "c", value: WorkerHarness.request("too-long", prompt: long), headers: []),
+            (key: "c", value: WorkerHarness.request("after", prompt: "我要转人工"), headers: []),
+        ])
+        let replies = WorkerHarness.objects(try await harness.read(harness.repliesTopic, count: 2))
+        let rejected = try #require(replies.first { $0["request_id"] as? String == "too-long" })
+        #expect(rejected["status"] as? String == "rejected" && (rejected["error"] as? [String: Any])?["code"] as? String == "prompt_too_long", "\(rejected)")
+        #expect(replies.contains { $0["request_id"] as? String == "after" })
+        let dead = try await harness.read(harness.deadLettersTopic, count: 1)
+        #expect(dead.first?.headers.last(named: "sluice-error-code")?.stringValue == "prompt_too_long")
+        #expect(dead.first.map { String(decoding: $0.value, as: UTF8.self).contains("too-long") } == true, "the DLQ copy is the record")
+        let audit = try await harness.auditDatabase(rows: 2)
+        // A rejection is audited under its record's position (topic 0, offset 0).
+        let row = try #require(try audit.record(requestID: "too-long@\(harness.requestsTopic):0:0"))
+        #expect(row.status == .rejected && row.errorCode == "prompt_too_long", "\(row)")
+        try await harness.waitForCommittedToReachEnd(harness.requestsTopic)
+        #expect(harness.isRunning("w1"))
+    }
+
     static func requestID(_ kind: Kind) -> String {
         let object = (try? JSONSerialization.jsonObject(with: Data(kind.value))) as? [String: Any]
         return object?["request_id"] as? String ?? ""

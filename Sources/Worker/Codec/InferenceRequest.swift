@@ -35,6 +35,11 @@ public struct InferenceRequest: Sendable {
     public var metadata: Data?
     public var source: KafkaTopicPartitionOffset
     public var receivedAt: Date
+
+    /// Whether its deadline has passed by `now` (never, without one).
+    public func hasExpired(at now: Date = Date()) -> Bool {
+        deadline.map { $0 <= now } ?? false
+    }
 }
 
 /// Why a record was rejected; carries what could be recovered for the error reply.

@@ -317,8 +317,8 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
 
     /// Queued jobs whose deadline has passed (called with the lock held).
     private func takeExpired(now: Date) -> [ScheduledJob] {
-        let expired = queue.filter { $0.request.deadline.map { $0 <= now } ?? false }
-        if !expired.isEmpty { queue.removeAll { $0.request.deadline.map { $0 <= now } ?? false } }
+        let expired = queue.filter { $0.request.hasExpired(at: now) }
+        if !expired.isEmpty { queue.removeAll { $0.request.hasExpired(at: now) } }
         return expired
     }
 

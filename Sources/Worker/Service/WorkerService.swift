@@ -467,29 +467,28 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             }
             return
         }
-        // A question answered before is answered from the cache before any planning (the
-        // retrieval and the prompt's tokenization are most of a hit's cost otherwise).
-        let expired = request.deadline.map { $0 <= Date() } ?? false
-        let intakeKey = cacheKey(request, knowledgeVersion: currentKnowledgeVersion())
         // Kept until the request ends, for a dead-letter copy should it be rejected or its reply
         // fail for good: bounded to 64 KB so thousands of held requests cannot hold as many
         // large records (the record itself is not kept).
         let original = DeadLetterCopy(message, maxValueBytes: min(deadLetterValueBytes, 65_536))
         let accepted = request
-        if !expired, let hit = cachedAnswer(intakeKey) {
+        if request.hasExpired() {
+            // Past its deadline already: answered `expired` at once, without a cache lookup,
+            // retrieval or the model, so a backlog of stale requests drains at pipeline speed.
             publishing.begin()
             Task {
-                await self.completeFromCache(accepted, hit, original: original)
+                await self.complete(accepted, .expired, plan: nil, original: original)
                 self.publishing.end()
             }
             return
         }
-        if expired {
-            // Past its deadline already: answered `expired` at once, without retrieval or the
-            // model, so a backlog of stale requests drains at pipeline speed.
+        // A question answered before is answered from the cache before any planning (the
+        // retrieval and the prompt's tokenization are most of a hit's cost otherwise).
+        let intakeKey = cacheKey(request, knowledgeVersion: currentKnowledgeVersion())
+        if let hit = cachedAnswer(intakeKey) {
             publishing.begin()
             Task {
-                await self.complete(accepted, .expired, plan: nil, original: original)
+                await self.completeFromCache(accepted, hit, original: original)
                 self.publishing.end()
             }
             return
@@ -581,7 +580,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
         }
         guard plan.needsModel else {
             // Nothing retrieved: decided at once, without the model (expired if its deadline passed).
-            let outcome: ScheduledJob.Outcome = request.deadline.map { $0 <= Date() } ?? false ? .expired : .answeredWithoutModel(startedAt: Date())
+            let outcome: ScheduledJob.Outcome = request.hasExpired() ? .expired : .answeredWithoutModel(startedAt: Date())
             publishing.begin()
             Task {
                 await self.complete(request, outcome, plan: plan, original: original)
@@ -687,7 +686,7 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
     /// while it waited; false when there is none, or its deadline passed (the scheduler then
     /// answers it `expired`).
     private func answerFromCache(_ request: InferenceRequest, key: String, original: DeadLetterCopy) -> Bool {
-        guard !(request.deadline.map { $0 <= Date() } ?? false), let hit = cachedAnswer(key, countingMiss: false) else { return false }
+        guard !request.hasExpired(), let hit = cachedAnswer(key, countingMiss: false) else { return false }
         publishing.begin()
         Task {
             await self.completeFromCache(request, hit, original: original)

@@ -34,6 +34,9 @@ final class ScriptedBackend: GenerationBackend {
     static func text(_ tokens: [Int32]) -> String { String(String.UnicodeScalarView(tokens.compactMap { Unicode.Scalar(UInt32(bitPattern: $0)) })) }
 }
 
+// Touched on the scheduler's thread only (finishers run there), and read after it stopped.
+extension ScriptedBackend: @unchecked Sendable {}
+
 @Suite("Scheduling, offsets and escalation (unit)")
 struct SchedulingTests {
     static func request(_ prompt: String, priority: InferenceRequest.Priority = .interactive, deadline: Date? = nil, offset: Int64 = 0) -> InferenceRequest {
@@ -351,7 +354,10 @@ struct SchedulerSharingTests {
                     if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.resume() }
                 }
             }
-            _ = scheduler.enqueue(Self.job(SchedulingTests.request("first"), key: "k", onFinish: record("first")))
+            _ = scheduler.enqueue(Self.job(SchedulingTests.request("first"), key: "k", onFinish: { outcome in
+                scheduler.release("k")  // not shared: the copy runs (its shortcut answers it)
+                record("first")(outcome)
+            }))
             _ = scheduler.enqueue(Self.job(SchedulingTests.request("again"), key: "k", shortcut: {
                 shortcuts.add(1, ordering: .relaxed)
                 return true
@@ -418,6 +424,72 @@ struct SchedulerSharingTests {
         let handedBack = scheduler.stop(until: Date().addingTimeInterval(0.2))
         #expect(handedBack.map(\.offset) == [1, 3, 2, 4, 5, 6, 0], "requeued jobs first, then the queue in order, then the running one")
         #expect(scheduler.requeue(taken).map(\.request.requestID) == ["q1", "q3"], "a stopped scheduler hands requeued jobs back to the caller")
+    }
+
+    /// Runs keyed jobs (request id, key) through a scheduler of `maxBatch` over a scripted
+    /// model; `finish` is each one's finisher (on the scheduler's thread), then it is counted.
+    /// Returns the prompts in the order they reached the model.
+    static func admissions(_ jobs: [(String, String?)], maxBatch: Int, shareHold: TimeInterval = 10,
+                           finish: @escaping @Sendable (ContinuousBatchScheduler, ScriptedBackend, String) -> Void) async -> [String] {
+        let backend = ScriptedBackend(confidences: [:])
+        let scheduler = ContinuousBatchScheduler(backend: backend, settings: .init(maxBatchSize: maxBatch, maxWait: 0, queueCapacity: 16, aging: 60,
+                                                                                 shareHold: shareHold))
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let remaining = Atomic(jobs.count)
+            let count: @Sendable () -> Void = {
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { done.resume() }
+            }
+            for (id, key) in jobs {
+                _ = scheduler.enqueue(Self.job(SchedulingTests.request(id), key: key, onFinish: { _ in
+                    finish(scheduler, backend, id)
+                    count()
+                }))
+            }
+            scheduler.start()
+        }
+        scheduler.stop()
+        return backend.admittedOrder
+    }
+
+    @Test("every other place goes to the question with the most copies queued; one answer shared serves them, one not shared releases them")
+    func mostSharedFirst() async throws {
+        let shared = Mutex<[String]>([])
+        let order = await Self.admissions([("a1", "a"), ("b1", "b"), ("b2", "b"), ("b3", "b"), ("c1", "c"), ("c2", "c"), ("d1", nil)],
+                                          maxBatch: 1) { scheduler, _, id in
+            switch id {
+            case "b1":  // answered and stored: its copies take the answer
+                let taken = scheduler.takeQueued(sharing: "b")
+                shared.withLock { $0 += taken.map(\.request.requestID) }
+                for job in taken { job.onFinish(.answeredWithoutModel(startedAt: Date())) }
+                scheduler.release("b")
+            case "c1":  // escalated, not shared: its copy runs itself
+                scheduler.release("c")
+            default:
+                break
+            }
+        }
+        // FIFO would be a1, b1, c1, c2, d1 (b2 and b3 taken when b1 is answered).
+        #expect(order == ["b1", "a1", "c1", "c2", "d1"])
+        #expect(shared.withLock { $0 } == ["b2", "b3"])
+    }
+
+    @Test("a copy of a question in the batch waits for its answer instead of taking a place beside it, and runs once released")
+    func copiesWaitForTheRunningQuestion() async throws {
+        let seenAtFinish = Mutex<[String]>([])
+        let order = await Self.admissions([("x1", "x"), ("x2", "x"), ("y1", nil)], maxBatch: 4) { scheduler, backend, id in
+            if id == "x1" {
+                seenAtFinish.withLock { $0 = backend.admittedOrder }
+                scheduler.release("x")
+            }
+        }
+        #expect(seenAtFinish.withLock { $0 } == ["x1", "y1"], "x2 was in the batch beside x1")
+        #expect(order == ["x1", "y1", "x2"])
+    }
+
+    @Test("a finisher that never releases holds the copies back only for shareHold: none is stalled")
+    func holdIsBounded() async throws {
+        let order = await Self.admissions([("x1", "x"), ("x2", "x")], maxBatch: 2, shareHold: 0.2) { _, _, _ in }
+        #expect(order == ["x1", "x2"])
     }
 
     @Test("jobs out of the queue when their partition is handed over are refused by requeue until it is assigned again")

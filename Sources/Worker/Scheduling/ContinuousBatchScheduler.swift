@@ -83,6 +83,15 @@ public struct ScheduledJob: Sendable {
 /// queued requests join at the next step (interactive before batch, batch work promoted once
 /// it has waited `aging`), finished ones leave. Expired requests are answered without
 /// inference, also when they expire while queued. The queue is bounded.
+///
+/// Identical questions (one ``ScheduledJob/shareKey``) are asked once: while one runs, and
+/// after it until its finisher calls ``release(_:)`` (or ``takeQueued(sharing:)`` takes them),
+/// its queued copies wait for its answer rather than take a place in the batch. Every other
+/// place goes to the question with the most copies queued, so one answer serves the most
+/// requests in a peak; the other places keep the order above, so a question asked once still
+/// gets at least half of them. Copies of a question whose answer was not shared (escalated,
+/// not cached) are released and run as any other job; a hold after the job finished never
+/// outlasts `shareHold`.
 public final class ContinuousBatchScheduler: @unchecked Sendable {  // state behind `condition`
     public struct Settings: Sendable {
         public var maxBatchSize: Int
@@ -90,6 +99,8 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         public var queueCapacity: Int
         public var aging: TimeInterval
         public var stopStrings: [String]
+        /// The longest a finished job holds its queued copies back without ``release(_:)``.
+        public var shareHold: TimeInterval
 
         /// The worker's settings (`worker.*`); `queueCapacity` overrides `worker.queue_capacity`.
         public init(_ worker: SluiceConfiguration.WorkerSettings, queueCapacity: Int? = nil) {
@@ -97,12 +108,14 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                       queueCapacity: queueCapacity ?? worker.queueCapacity, aging: Double(worker.agingMs) / 1000, stopStrings: worker.stopStrings)
         }
 
-        public init(maxBatchSize: Int, maxWait: TimeInterval, queueCapacity: Int, aging: TimeInterval, stopStrings: [String] = []) {
+        public init(maxBatchSize: Int, maxWait: TimeInterval, queueCapacity: Int, aging: TimeInterval, stopStrings: [String] = [],
+                    shareHold: TimeInterval = 10) {
             self.maxBatchSize = maxBatchSize
             self.maxWait = maxWait
             self.queueCapacity = queueCapacity
             self.aging = aging
             self.stopStrings = stopStrings
+            self.shareHold = shareHold
         }
     }
 
@@ -110,6 +123,18 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     private let settings: Settings
     private let condition = NSCondition()
     private var queue: [ScheduledJob] = []
+    /// Queued jobs per share key.
+    private var queuedPerKey: [String: Int] = [:]
+    /// Keys with two or more jobs queued (the candidates for a shared place).
+    private var sharedKeys = 0
+    /// Keys whose job finished, until its finisher releases them (copies wait meanwhile), or
+    /// the time given passes.
+    private var answering: [String: Date] = [:]
+    /// Keys released with copies still queued: they no longer wait (the answer was not shared),
+    /// until none is queued.
+    private var settledKeys: Set<String> = []
+    /// The next place goes to the most shared question.
+    private var sharedTurn = true
     /// Partitions whose queued jobs ``dropQueued(from:)`` handed over, until assigned again.
     private var handedOver: Set<KafkaTopicPartition> = []
     private var active: [Int: (job: ScheduledJob, startedAt: Date)] = [:]
@@ -152,6 +177,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         defer { condition.unlock() }
         guard queue.count < settings.queueCapacity, !stopping else { return false }
         queue.append(job)
+        counted(job, +1)
         condition.signal()
         return true
     }
@@ -162,9 +188,18 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     public func takeQueued(sharing key: String) -> [ScheduledJob] {
         condition.lock()
         defer { condition.unlock() }
-        let taken = queue.filter { $0.shareKey == key }
-        if !taken.isEmpty { queue.removeAll { $0.shareKey == key } }
-        return taken
+        return removeQueued { $0.shareKey == key }
+    }
+
+    /// The job of `key` that finished was answered: copies still queued no longer wait for it
+    /// (its answer was not shared, or they were put back). Its finisher calls this once it has
+    /// stored the answer and taken the copies, or decided not to.
+    public func release(_ key: String) {
+        condition.lock()
+        defer { condition.unlock() }
+        answering[key] = nil
+        if queuedPerKey[key] != nil { settledKeys.insert(key) }
+        condition.signal()
     }
 
     /// Puts back jobs taken by ``takeQueued(sharing:)`` at the head of the queue, whatever its
@@ -177,6 +212,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         guard !stopping else { return jobs }
         let kept = jobs.filter { !handedOver.contains($0.request.source.topicPartition) }
         queue.insert(contentsOf: kept, at: 0)
+        for job in kept { counted(job, +1) }
         condition.signal()
         return jobs.filter { handedOver.contains($0.request.source.topicPartition) }
     }
@@ -193,8 +229,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
     public func dropQueued(from partitions: Set<KafkaTopicPartition>) -> [KafkaTopicPartitionOffset] {
         condition.lock()
         defer { condition.unlock() }
-        let dropped = queue.filter { partitions.contains($0.request.source.topicPartition) }.map(\.request.source)
-        queue.removeAll { partitions.contains($0.request.source.topicPartition) }
+        let dropped = removeQueued { partitions.contains($0.request.source.topicPartition) }.map(\.request.source)
         // A job out of the queue just now (taken to share an answer, or being planned again)
         // must not come back for these partitions.
         handedOver.formUnion(partitions)
@@ -217,8 +252,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         condition.lock()
         stopping = true
         stopDeadline = deadline
-        let queued = queue.map(\.request.source)
-        queue = []
+        let queued = removeQueued { _ in true }.map(\.request.source)
         condition.signal()
         condition.unlock()
         if thread != nil { finished.wait() }
@@ -285,7 +319,15 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                     job.onFinish(.failed(error, startedAt: Date()))
                 }
             }
-            guard backend.activeCount > 0 else { continue }
+            guard backend.activeCount > 0 else {
+                // Only copies of answers being shared are queued: wait for a release, new work or a deadline.
+                condition.lock()
+                if admitted.isEmpty, expired.isEmpty, active.isEmpty, !queue.isEmpty, !stopping {
+                    _ = condition.wait(until: Date().addingTimeInterval(0.05))
+                }
+                condition.unlock()
+                continue
+            }
             do {
                 let batch = backend.activeCount
                 let stepStart = ContinuousClock.now
@@ -298,6 +340,7 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                     guard case .finished(let id, let completion) = event else { continue }
                     condition.lock()
                     let entry = active.removeValue(forKey: id)
+                    if let key = entry?.job.shareKey { answering[key] = Date().addingTimeInterval(settings.shareHold) }
                     condition.unlock()
                     if let entry { entry.job.onFinish(.completed(completion, startedAt: entry.startedAt)) }
                 }
@@ -317,16 +360,44 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
 
     /// Queued jobs whose deadline has passed (called with the lock held).
     private func takeExpired(now: Date) -> [ScheduledJob] {
-        let expired = queue.filter { $0.request.hasExpired(at: now) }
-        if !expired.isEmpty { queue.removeAll { $0.request.hasExpired(at: now) } }
-        return expired
+        removeQueued { $0.request.hasExpired(at: now) }
+    }
+
+    /// Removes and returns the queued jobs that match, in queue order (lock held).
+    private func removeQueued(where matches: (ScheduledJob) -> Bool) -> [ScheduledJob] {
+        let removed = queue.filter(matches)
+        guard !removed.isEmpty else { return [] }
+        queue.removeAll(where: matches)
+        for job in removed { counted(job, -1) }
+        return removed
+    }
+
+    /// Keeps the per-key counts as `job` enters (+1) or leaves (−1) the queue (lock held).
+    private func counted(_ job: ScheduledJob, _ change: Int) {
+        guard let key = job.shareKey else { return }
+        let before = queuedPerKey[key, default: 0], after = before + change
+        if before < 2, after >= 2 { sharedKeys += 1 }
+        if before >= 2, after < 2 { sharedKeys -= 1 }
+        if after > 0 {
+            queuedPerKey[key] = after
+        } else {
+            queuedPerKey[key] = nil
+            settledKeys.remove(key)
+        }
     }
 
     /// Moves jobs from the queue into the batch (called with the lock held).
     private func admit(now: Date) -> [(Int, ScheduledJob)] {
         var admitted: [(Int, ScheduledJob)] = []
-        while active.count < settings.maxBatchSize, let index = nextIndex(now: now) {
+        for (key, until) in answering where until <= now {
+            answering[key] = nil
+            if queuedPerKey[key] != nil { settledKeys.insert(key) }
+        }
+        var running = Set(active.values.compactMap(\.job.shareKey)).union(answering.keys).subtracting(settledKeys)
+        while active.count < settings.maxBatchSize, let index = nextIndex(now: now, waiting: running) {
             let job = queue.remove(at: index)
+            counted(job, -1)
+            if let key = job.shareKey, !settledKeys.contains(key) { running.insert(key) }
             nextID += 1
             active[nextID] = (job, now)
             admitted.append((nextID, job))
@@ -334,16 +405,35 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
         return admitted
     }
 
-    /// Interactive first (oldest first), unless a batch job has waited past `aging`.
-    private func nextIndex(now: Date) -> Int? {
+    /// Every other place: the first queued copy of the question with the most copies queued
+    /// (two at least; ties to the smaller key). Otherwise interactive first (oldest first),
+    /// unless a batch job has waited past `aging`. Copies of a question running now (`waiting`)
+    /// are passed over: its answer is theirs. nil when nothing queued may start.
+    private func nextIndex(now: Date, waiting: Set<String>) -> Int? {
         guard !queue.isEmpty else { return nil }
-        let promoted = queue.firstIndex { $0.request.priority == .batch && now.timeIntervalSince($0.enqueuedAt) >= settings.aging }
-        let interactive = queue.firstIndex { $0.request.priority == .interactive }
+        sharedTurn.toggle()
+        if !sharedTurn, sharedKeys > 0, let key = mostShared(excluding: waiting),
+           let index = queue.firstIndex(where: { $0.shareKey == key }) {
+            return index
+        }
+        func eligible(_ job: ScheduledJob) -> Bool { job.shareKey.map { !waiting.contains($0) } ?? true }
+        let promoted = queue.firstIndex { $0.request.priority == .batch && now.timeIntervalSince($0.enqueuedAt) >= settings.aging && eligible($0) }
+        let interactive = queue.firstIndex { $0.request.priority == .interactive && eligible($0) }
         switch (promoted, interactive) {
         case (let p?, let i?): return queue[p].enqueuedAt < queue[i].enqueuedAt ? p : i
         case (let p?, nil): return p
         case (nil, let i?): return i
-        default: return 0
+        default: return queue.firstIndex(where: eligible)
         }
+    }
+
+    /// The key with the most jobs queued (two at least), not settled nor in `excluded`.
+    private func mostShared(excluding excluded: Set<String>) -> String? {
+        var best: (key: String, count: Int)?
+        for (key, count) in queuedPerKey where count >= 2 && !excluded.contains(key) && !settledKeys.contains(key) {
+            if let current = best, current.count > count || (current.count == count && current.key < key) { continue }
+            best = (key, count)
+        }
+        return best?.key
     }
 }

@@ -544,6 +544,8 @@ public final class WorkerService: @unchecked Sendable {  // immutable references
             publishing.begin()
             Task {
                 await self.complete(request, outcome, plan: plan, original: original, cacheKey: storeKey)
+                // Its copies queued have its answer now, or run themselves.
+                if let shareKey { self.scheduler.release(shareKey) }
                 self.publishing.end()
             }
         }

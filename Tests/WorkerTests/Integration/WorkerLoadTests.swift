@@ -200,6 +200,21 @@ struct LoadGeneratorTests {
         let svg = try String(contentsOfFile: harness.directory.appendingPathComponent("load.svg").path, encoding: .utf8)
         #expect(svg.contains("<polyline"))
         #expect(text.contains("lost 0"))
+        // Repeats pick any earlier question alike: about 60 distinct, none asked very often.
+        let uniform = try #require(object["questions"] as? [String: Int])
+        #expect((40...90).contains(uniform["distinct"] ?? 0) && (uniform["most_asked"] ?? 0) < 30, "\(uniform)")
+
+        // Zipf's law (skew 1.5): the first questions asked take most of the repeats.
+        let skewed = harness.directory.appendingPathComponent("skewed.json").path
+        let (skewedStatus, skewedOutput) = try await harness.runSluice(["load", "--rate", "100", "--duration", "2", "--repeat", "0.8",
+                                                                        "--repeat-skew", "1.5", "--timeout", "60", "--report", skewed])
+        #expect(skewedStatus == 0, "\(String(decoding: skewedOutput, as: UTF8.self))")
+        let skewedObject = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: skewed))) as? [String: Any])
+        let popular = try #require(skewedObject["questions"] as? [String: Int])
+        #expect((popular["most_asked"] ?? 0) >= 40, "the first question takes a large share of 160 repeats: \(popular)")
+        #expect(skewedObject["lost"] as? Int == 0)
+        let (refused, _) = try await harness.runSluice(["load", "--repeat-skew", "1"])
+        #expect(refused == 64, "a skew without a repeat ratio is a usage error")
     }
 }
 

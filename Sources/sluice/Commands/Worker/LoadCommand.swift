@@ -20,12 +20,17 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(
         "Share of requests (0...1) that repeat an earlier question (the answer cache's peak); the rest are new questions. Unset: six questions in turn.",
         valueName: "ratio")) var `repeat`: Double?
+    @Option(name: .customLong("repeat-skew"), help: ArgumentHelp(
+        "How repeats pick the earlier question: 0 picks any of them alike; S > 0 picks the k-th question first asked with weight 1/k^S (Zipf's law: a few questions, asked early, are most of the repeats, as with quick-reply chips).",
+        valueName: "S")) var repeatSkew: Double = 0
     @Option(help: ArgumentHelp(
         "Give each request a deadline this many seconds after it is sent: a worker answers it, or replies `expired` (escalated to a human) once it has passed. Unset: no deadline.",
         valueName: "seconds")) var deadline: Double?
 
     func validate() throws {
         if let ratio = `repeat`, !(0...1).contains(ratio) { throw ValidationError("--repeat must be 0...1") }
+        if !(repeatSkew >= 0 && repeatSkew <= 10) { throw ValidationError("--repeat-skew must be 0...10") }
+        if repeatSkew > 0, `repeat` == nil { throw ValidationError("--repeat-skew needs --repeat") }
         if let deadline, !(deadline > 0) { throw ValidationError("--deadline must be a positive number of seconds") }
     }
 
@@ -37,7 +42,7 @@ struct LoadCommand: AsyncParsableCommand {
 
         let prompts = ["What is the annual fee of the platinum card?", "信用卡年费是多少？", "How do I report a lost card?",
                        "转账限额是多少？", "Can I increase my credit limit?", "我要转人工"]
-        var questions = QuestionMix(prompts: prompts, repeatRatio: `repeat`)
+        var questions = QuestionMix(prompts: prompts, repeatRatio: `repeat`, skew: repeatSkew)
         var schedule: [Double] = stride(from: 0.0, to: duration, by: 1 / max(rate, 0.001)).map { $0 }
         if let burst {
             let parts = burst.split(separator: "@")
@@ -83,7 +88,7 @@ struct LoadCommand: AsyncParsableCommand {
         giveUp.cancel()
         try? await consumer.close()
 
-        let summary = await tracker.summary(began: began)
+        let summary = await tracker.summary(began: began, questions: questions.repeatRatio == nil ? nil : questions.spread)
         print(summary.text)
         if let report {
             try Data(summary.json).write(to: URL(fileURLWithPath: report))
@@ -126,7 +131,8 @@ actor LoadTracker {
         let lost: Int
     }
 
-    func summary(began: Date) -> Summary {
+    /// `questions`: how many distinct questions were asked and how often the most asked one was.
+    func summary(began: Date, questions: (distinct: Int, mostAsked: Int)? = nil) -> Summary {
         let latencies = receivedAt.compactMap { id, time in sentAt[id].map { time.timeIntervalSince($0) } }.sorted()
         func percentile(_ p: Double, of latencies: [Double] = latencies) -> Double {
             latencies.isEmpty ? 0 : latencies[max(0, Int((p * Double(latencies.count)).rounded(.up)) - 1)]
@@ -147,7 +153,7 @@ actor LoadTracker {
             outstanding += sentPerSecond[second] - answeredPerSecond[second]
             backlog.append(outstanding)
         }
-        let text = String(
+        var text = String(
             format: """
                 sent %d, answered %d, lost %d
                 throughput %.1f replies/s over %.1f s
@@ -159,7 +165,7 @@ actor LoadTracker {
             receivedAt.isEmpty ? 0 : Double(escalated) / Double(receivedAt.count) * 100,
             statuses.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "),
             cached.count, percentile(0.5, of: hitLatencies) * 1000, percentile(0.95, of: hitLatencies) * 1000)
-        let object: [String: Any] = [
+        var object: [String: Any] = [
             "sent": sentAt.count, "answered": receivedAt.count, "lost": lost, "throughput_per_s": throughput,
             "latency_ms": ["p50": percentile(0.5) * 1000, "p95": percentile(0.95) * 1000, "p99": percentile(0.99) * 1000],
             "cache_hits": cached.count,
@@ -167,6 +173,10 @@ actor LoadTracker {
             "escalation_rate": receivedAt.isEmpty ? 0 : Double(escalated) / Double(receivedAt.count), "statuses": statuses,
             "timeline": ["sent_per_s": sentPerSecond, "answered_per_s": answeredPerSecond, "backlog": backlog],
         ]
+        if let questions {
+            object["questions"] = ["distinct": questions.distinct, "most_asked": questions.mostAsked]
+            text += "\nquestions: \(questions.distinct) distinct, the most asked \(questions.mostAsked) times"
+        }
         let json = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .prettyPrinted])) ?? Data()
         return Summary(text: text, json: json, svg: Self.chart(sent: sentPerSecond, answered: answeredPerSecond, backlog: backlog), lost: lost)
     }
@@ -199,26 +209,53 @@ actor LoadTracker {
 /// Which question each request asks. Without a repeat ratio: the fixed questions in turn.
 /// With one: that share of requests (decided by a fixed-seed generator, so a run replays)
 /// repeats a question asked before; the others ask a new one (a fixed question with a
-/// reference number no other request has).
+/// reference number no other request has). A repeat picks among the questions asked so far
+/// alike (`skew` 0), or the k-th first asked with weight about 1/k^skew (Zipf's law).
 struct QuestionMix {
     let prompts: [String]
     let repeatRatio: Double?
+    let skew: Double
     private var asked: [String] = []
+    /// Times each of `asked` was asked.
+    private var times: [Int] = []
     private var random = SplitMix64(seed: 0x9E37_79B9_7F4A_7C15)
 
-    init(prompts: [String], repeatRatio: Double?) {
+    init(prompts: [String], repeatRatio: Double?, skew: Double = 0) {
         self.prompts = prompts
         self.repeatRatio = repeatRatio
+        self.skew = skew
     }
 
     mutating func next(_ index: Int) -> String {
         guard let ratio = repeatRatio else { return prompts[index % prompts.count] }
-        if !asked.isEmpty, Double(random.next() % 1_000_000) / 1_000_000 < ratio {
-            return asked[Int(random.next() % UInt64(asked.count))]
+        if !asked.isEmpty, unit() < ratio {
+            let pick = earlier(of: asked.count)
+            times[pick] += 1
+            return asked[pick]
         }
         let question = "\(prompts[index % prompts.count]) (ref \(index))"
         asked.append(question)
+        times.append(1)
         return question
+    }
+
+    /// Distinct questions asked so far, and the times the most asked one was.
+    var spread: (distinct: Int, mostAsked: Int) { (asked.count, times.max() ?? 0) }
+
+    /// Uniform in [0, 1).
+    private mutating func unit() -> Double {
+        Double(random.next() >> 11) / Double(1 << 53)
+    }
+
+    /// An index below `count`: uniform at skew 0, else drawn by inverting the continuous
+    /// density x^-skew on [1, count + 1) (O(1) per draw whatever the number asked).
+    private mutating func earlier(of count: Int) -> Int {
+        guard skew > 0 else { return Int(random.next() % UInt64(count)) }
+        let u = unit(), n = Double(count + 1)
+        let x = abs(skew - 1) < 1e-9
+            ? pow(n, u)
+            : pow(1 + u * (pow(n, 1 - skew) - 1), 1 / (1 - skew))
+        return min(count - 1, max(0, Int(x) - 1))
     }
 }
 

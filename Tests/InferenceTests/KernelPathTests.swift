@@ -85,9 +85,9 @@ struct KernelPathTests {
     func randomBlocks(type: TensorType) {
         var random = SplitMix64(seed: UInt64(type.rawValue) + 11)
         let k = 512
-        let rows = 37  // odd: pairs of weight rows and a single one; two partial 16-row panels
+        let rows = 71  // odd: pairs of weight rows and a single one; pairs of full 16-row panels, two partial ones
         let weights = Self.randomRows(type, rows: rows, k: k, &random)
-        for batch in [1, 3, 4, 8, 13] {
+        for batch in [1, 3, 4, 8, 13, 29] {
             let x = Self.randomFloats(batch * k, scale: 3, &random)
             let results = weights.withUnsafeBytes { w in
                 Self.onEveryPath { Self.products(type: type, weights: w.baseAddress!, rows: rows, k: k, x: x, batch: batch) }

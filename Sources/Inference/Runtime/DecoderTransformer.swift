@@ -188,16 +188,26 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
 
     /// log p(targets[i]) under the logits of rows firstRow + i, computed a few rows at a time
     /// so that a long candidate never holds its whole vocabulary × length of logits.
+    /// Read in place: no row of logits is copied out.
     private func scores(firstRow: Int, targets: [Int32], buffers: ForwardBuffers) -> [Float] {
         var result: [Float] = []
         result.reserveCapacity(targets.count)
         let chunk = 8
+        let vocabulary = outputMatrix.rows
+        let d = config.embeddingLength
+        let normed = UnsafeMutablePointer<Float>.allocate(capacity: chunk * d)
+        let all = UnsafeMutablePointer<Float>.allocate(capacity: chunk * vocabulary)
+        defer {
+            normed.deallocate()
+            all.deallocate()
+        }
         var start = 0
         while start < targets.count {
             let rows = Array((firstRow + start)..<(firstRow + min(targets.count, start + chunk)))
-            for (offset, row) in logits(rows: rows, buffers: buffers).enumerated() {
-                let logSum = row.withUnsafeBufferPointer { sl_logsumexp($0.baseAddress!, Int64($0.count)) }
-                result.append(row[Int(targets[start + offset])] - logSum)
+            computeLogits(rows: rows, buffers: buffers, normed: normed, into: all)
+            for offset in rows.indices {
+                let row = all + offset * vocabulary
+                result.append(row[Int(targets[start + offset])] - sl_logsumexp(row, Int64(vocabulary)))
             }
             start += chunk
         }
@@ -310,17 +320,25 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
 
     private func logits(rows: [Int], buffers: ForwardBuffers) -> [[Float]] {
         guard !rows.isEmpty else { return [] }
+        let vocabulary = outputMatrix.rows
+        let normed = UnsafeMutablePointer<Float>.allocate(capacity: rows.count * config.embeddingLength)
+        let all = UnsafeMutablePointer<Float>.allocate(capacity: rows.count * vocabulary)
+        defer {
+            normed.deallocate()
+            all.deallocate()
+        }
+        computeLogits(rows: rows, buffers: buffers, normed: normed, into: all)
+        return (0..<rows.count).map { Array(UnsafeBufferPointer(start: all + $0 * vocabulary, count: vocabulary)) }
+    }
+
+    /// The logits of residual rows `rows` into `all` ([rows.count, vocabulary]); `normed` is
+    /// room for the normed rows ([rows.count, d]).
+    private func computeLogits(rows: [Int], buffers: ForwardBuffers, normed: UnsafeMutablePointer<Float>, into all: UnsafeMutablePointer<Float>) {
         let d = config.embeddingLength
-        let normed = UnsafeMutablePointer<Float>.allocate(capacity: rows.count * d)
-        defer { normed.deallocate() }
         for (index, row) in rows.enumerated() {
             sl_rmsnorm(buffers.x + row * d, outputNorm, Int64(d), config.rmsEpsilon, normed + index * d)
         }
-        let vocabulary = outputMatrix.rows
-        let all = UnsafeMutablePointer<Float>.allocate(capacity: rows.count * vocabulary)
-        defer { all.deallocate() }
         outputMatrix.apply(normed, batch: rows.count, into: all)
-        return (0..<rows.count).map { Array(UnsafeBufferPointer(start: all + $0 * vocabulary, count: vocabulary)) }
     }
 }
 

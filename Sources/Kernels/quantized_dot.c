@@ -632,21 +632,74 @@ SL_TILE_KERNEL(tile_2x4_vnni, SL_VNNI, SL_IDOT_VNNI, 2, 4)
 SL_TILE_KERNEL(tile_1x8_vnni, SL_VNNI, SL_IDOT_VNNI, 1, 8)
 SL_TILE_KERNEL(tile_2x8_vnni, SL_VNNI, SL_IDOT_VNNI, 2, 8)
 
+/// The same tiles with two activation rows in one 512-bit vector (row 2p in the low eight
+/// lanes, 2p + 1 in the high eight; R weight rows × 2·P activation rows): every lane does
+/// exactly what its lane of the 256-bit kernels does — the same integer block sums (the
+/// activation negated where the weight is negative, as vpsignb does; a zero weight
+/// contributes 0 either way), the same float operations in the same order, and each half
+/// reduced by hsum_f32_avx2 — so the bits are the same, at half the instructions.
+#define SL_TILE512_KERNEL(NAME, R, P)                                                                          \
+    __attribute__((target(SL_VNNI)))                                                                          \
+    static void NAME(const weight_view *w, const q8_0_t *const *x, const float *const *xd, int64_t nb,        \
+                     float out[R][2 * P]) {                                                                    \
+        __m512 acc[R][P];                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int p = 0; p < P; p++) acc[r][p] = _mm512_setzero_ps();                                       \
+        const __m512i zero = _mm512_setzero_si512();                                                           \
+        for (int64_t i = 0; i < nb; i++) {                                                                     \
+            __m512i aw[R];                                                                                     \
+            __mmask64 negative[R];                                                                             \
+            __m512 d[R];                                                                                       \
+            for (int r = 0; r < R; r++) {                                                                      \
+                const __m512i wv = _mm512_broadcast_i64x4(                                                     \
+                    _mm256_loadu_si256((const __m256i *)(w[r].v + (size_t)i * w[r].stride)));                  \
+                aw[r] = _mm512_abs_epi8(wv);                                                                   \
+                negative[r] = _mm512_movepi8_mask(wv);                                                         \
+                d[r] = _mm512_set1_ps(w[r].half ? _cvtsh_ss(*(const uint16_t *)((const char *)w[r].half +      \
+                                                                                 (size_t)i * w[r].stride))     \
+                                                : w[r].floats[i]);                                             \
+            }                                                                                                  \
+            for (int p = 0; p < P; p++) {                                                                      \
+                const __m512i a = _mm512_inserti64x4(                                                          \
+                    _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)x[2 * p][i].qs)),               \
+                    _mm256_loadu_si256((const __m256i *)x[2 * p + 1][i].qs), 1);                               \
+                const __m512 xs = _mm512_castpd_ps(_mm512_insertf64x4(                                         \
+                    _mm512_castps_pd(_mm512_set1_ps(xd[2 * p][i])), _mm256_castps_pd(_mm256_set1_ps(xd[2 * p + 1][i])), 1)); \
+                for (int r = 0; r < R; r++) {                                                                  \
+                    const __m512i sums = _mm512_dpbusd_epi32(zero, aw[r], _mm512_mask_sub_epi8(a, negative[r], zero, a)); \
+                    acc[r][p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), _mm512_mul_ps(d[r], xs), acc[r][p]); \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+        for (int r = 0; r < R; r++)                                                                            \
+            for (int p = 0; p < P; p++) {                                                                      \
+                out[r][2 * p] = hsum_f32_avx2(_mm512_castps512_ps256(acc[r][p]));                              \
+                out[r][2 * p + 1] = hsum_f32_avx2(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[r][p]), 1))); \
+            }                                                                                                  \
+    }
+SL_TILE512_KERNEL(tile_1x16_zmm, 1, 8)
+SL_TILE512_KERNEL(tile_2x16_zmm, 2, 8)
+
 static int has_vnni(void) { return sl_isa_at_least(SL_ISA_AVX512_VNNI); }
 
-/// Weight rows [r, r + R) × activation rows in blocks of four, through the tile kernels;
+/// Weight rows [r, r + R) × activation rows in blocks of sixteen and eight (AVX-512 VNNI) or four,
+/// through the tile kernels;
 /// leftover activation rows (fewer than four) go through the one-row kernels.
 static void q8_0_family_tiles(const weight_view *w, int R, int64_t r, const void *xq, int64_t x_bytes, const float *xd,
                               int64_t nb, int64_t batch, float *y, int64_t ldy, int64_t *done) {
     const int vnni = has_vnni();
     int64_t b = 0;
-    for (int width = vnni ? 8 : 4; width >= 4; width -= 4) {
+    for (int width = vnni ? 16 : 4; width >= 4; width = width == 16 ? 8 : width - 4) {
         for (; b + width <= batch; b += width) {
-            const q8_0_t *xs[8];
-            const float *xds[8];
+            const q8_0_t *xs[16];
+            const float *xds[16];
             for (int n = 0; n < width; n++) { xs[n] = (const q8_0_t *)((const char *)xq + (b + n) * x_bytes); xds[n] = xd + (b + n) * nb; }
-            float out[2][8];
-            if (width == 8) {
+            float out[2][16];
+            if (width == 16) {
+                float out16[2][16];
+                if (R == 2) tile_2x16_zmm(w, xs, xds, nb, out16); else tile_1x16_zmm(w, xs, xds, nb, out16);
+                for (int i = 0; i < R; i++) for (int n = 0; n < 16; n++) out[i][n] = out16[i][n];
+            } else if (width == 8) {
                 float out8[2][8];
                 if (R == 2) tile_2x8_vnni(w, xs, xds, nb, out8); else tile_1x8_vnni(w, xs, xds, nb, out8);
                 for (int i = 0; i < R; i++) for (int n = 0; n < 8; n++) out[i][n] = out8[i][n];

@@ -433,6 +433,42 @@ static void dot4_unpacked_q8_K_avx2(const unpacked_row *u, const q8_K_t *const x
     for (int n = 0; n < 4; n++) out[n] = sum[n];
 }
 
+/// dot4_unpacked_q8_K_avx2 with four 16-element groups per 512-bit step instead of two. The
+/// block sums are exact integers however they are grouped (maddubs cannot saturate: |w| ≤ 63,
+/// |a| ≤ 127), and the activation is negated where the weight is negative as vpsignb does
+/// (a zero weight contributes 0 either way), so every float expression gets the same
+/// operands: the bits are the AVX2 kernel's.
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl")))
+static void dot4_unpacked_q8_K_avx512(const unpacked_row *u, const q8_K_t *const x[4], int64_t nb, float out[4]) {
+    float sum[4] = { 0, 0, 0, 0 };
+    const __m512i zero = _mm512_setzero_si512();
+    // Group scale j of four (16-bit) to every 16-bit lane of 128-bit lane j.
+    const __m512i spread = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2,
+                                            1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t i = 0; i < nb; i++) {
+        __m512i acc[4] = { zero, zero, zero, zero };
+        const int16_t *gs = u->gscale + i * 16;
+        for (int g = 0; g < 16; g += 4) {
+            const __m512i w = _mm512_loadu_si512((const void *)(u->v + i * QK_K + 16 * g));
+            const __m512i aw = _mm512_abs_epi8(w);
+            const __mmask64 negative = _mm512_movepi8_mask(w);
+            const __m512i scales = _mm512_permutexvar_epi16(spread, _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(gs + g))));
+            for (int n = 0; n < 4; n++) {
+                const __m512i a = _mm512_loadu_si512((const void *)(x[n][i].qs + 16 * g));
+                const __m512i signed_a = _mm512_mask_sub_epi8(a, negative, zero, a);
+                acc[n] = _mm512_add_epi32(acc[n], _mm512_madd_epi16(_mm512_maddubs_epi16(aw, signed_a), scales));
+            }
+        }
+        const __m256i gmin = _mm256_loadu_si256((const __m256i *)(u->gmin + i * 16));
+        for (int n = 0; n < 4; n++) {
+            const int sumi = _mm512_reduce_add_epi32(acc[n]);
+            const int summ = hsum_i32_avx2(_mm256_madd_epi16(gmin, _mm256_loadu_si256((const __m256i *)x[n][i].bsums)));
+            sum[n] += u->sd[i] * x[n][i].d * (float)sumi - u->smin[i] * x[n][i].d * (float)summ;
+        }
+    }
+    for (int n = 0; n < 4; n++) out[n] = sum[n];
+}
+
 static float dot_unpacked_q8_K_portable(const unpacked_row *u, const q8_K_t *x, int64_t nb) {
     float sum = 0;
     for (int64_t i = 0; i < nb; i++) {
@@ -736,6 +772,7 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
     const int64_t row_bytes = nb * sl_block_bytes(type);
     const char *base = (const char *)w;
     const int simd = has_avx2();
+    const int wide = sl_isa_at_least(SL_ISA_AVX512);
     const int q8_0 = uses_q8_0(type);
     // Activation block scales as floats, once per call (Q8_0 stores them as halves).
     float *xd = 0;
@@ -830,7 +867,7 @@ int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_beg
                 const q8_K_t *x4[4];
                 float out[4];
                 for (int n = 0; n < 4; n++) x4[n] = (const q8_K_t *)((const char *)xq + (b + n) * x_bytes);
-                dot4_unpacked_q8_K_avx2(&u, x4, nb, out);
+                if (wide) dot4_unpacked_q8_K_avx512(&u, x4, nb, out); else dot4_unpacked_q8_K_avx2(&u, x4, nb, out);
                 for (int n = 0; n < 4; n++) y[(b + n) * ldy + r] = out[n];
             }
         }

@@ -320,10 +320,12 @@ public final class ContinuousBatchScheduler: @unchecked Sendable {  // state beh
                 }
             }
             guard backend.activeCount > 0 else {
-                // Only copies of answers being shared are queued: wait for a release, new work or a deadline.
+                // Only copies of answers being shared are queued: wait for a release, new work or a
+                // deadline. Waiting (at most shareHold) is not a stall.
                 condition.lock()
                 if admitted.isEmpty, expired.isEmpty, active.isEmpty, !queue.isEmpty, !stopping {
                     _ = condition.wait(until: Date().addingTimeInterval(0.05))
+                    lastProgress = .now
                 }
                 condition.unlock()
                 continue

@@ -381,6 +381,16 @@ static float dot_unpacked_q8_0_portable(const unpacked_row *u, const q8_0_t *x, 
     return sl_hsum8(acc);
 }
 
+/// Block i's term of a K-quant row · Q8_K activations, from its exact scaled group sum `sumi`:
+/// the block minimums' integer sum, then the one float expression every SIMD kernel uses.
+__attribute__((target("avx2,fma")))
+static inline float q8_K_block_term(const unpacked_row *u, const q8_K_t *x, int64_t i, int sumi) {
+    const __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(u->gmin + i * 16)),
+                                           _mm256_loadu_si256((const __m256i *)x[i].bsums));
+    const int summ = hsum_i32_avx2(mins);
+    return u->sd[i] * x[i].d * (float)sumi - u->smin[i] * x[i].d * (float)summ;
+}
+
 /// K-quant row · Q8_K activations: per 16-element group an integer scale (and min). The
 /// 16-bit pair sums of maddubs are scaled and widened in one madd; the integer result is
 /// exactly the portable one.
@@ -397,11 +407,7 @@ static float dot_unpacked_q8_K_avx2(const unpacked_row *u, const q8_K_t *x, int6
             const __m256i scales = _mm256_setr_m128i(_mm_set1_epi16(gs[g]), _mm_set1_epi16(gs[g + 1]));
             acc = _mm256_add_epi32(acc, _mm256_madd_epi16(dot16, scales));
         }
-        const int sumi = hsum_i32_avx2(acc);
-        const __m256i mins = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(u->gmin + i * 16)),
-                                               _mm256_loadu_si256((const __m256i *)x[i].bsums));
-        const int summ = hsum_i32_avx2(mins);
-        sum += u->sd[i] * x[i].d * (float)sumi - u->smin[i] * x[i].d * (float)summ;
+        sum += q8_K_block_term(u, x, i, hsum_i32_avx2(acc));
     }
     return sum;
 }
@@ -423,12 +429,7 @@ static void dot4_unpacked_q8_K_avx2(const unpacked_row *u, const q8_K_t *const x
                 acc[n] = _mm256_add_epi32(acc[n], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(a, w)), scales));
             }
         }
-        const __m256i gmin = _mm256_loadu_si256((const __m256i *)(u->gmin + i * 16));
-        for (int n = 0; n < 4; n++) {
-            const int sumi = hsum_i32_avx2(acc[n]);
-            const int summ = hsum_i32_avx2(_mm256_madd_epi16(gmin, _mm256_loadu_si256((const __m256i *)x[n][i].bsums)));
-            sum[n] += u->sd[i] * x[n][i].d * (float)sumi - u->smin[i] * x[n][i].d * (float)summ;
-        }
+        for (int n = 0; n < 4; n++) sum[n] += q8_K_block_term(u, x[n], i, hsum_i32_avx2(acc[n]));
     }
     for (int n = 0; n < 4; n++) out[n] = sum[n];
 }
@@ -459,12 +460,7 @@ static void dot4_unpacked_q8_K_avx512(const unpacked_row *u, const q8_K_t *const
                 acc[n] = _mm512_add_epi32(acc[n], _mm512_madd_epi16(_mm512_maddubs_epi16(aw, signed_a), scales));
             }
         }
-        const __m256i gmin = _mm256_loadu_si256((const __m256i *)(u->gmin + i * 16));
-        for (int n = 0; n < 4; n++) {
-            const int sumi = _mm512_reduce_add_epi32(acc[n]);
-            const int summ = hsum_i32_avx2(_mm256_madd_epi16(gmin, _mm256_loadu_si256((const __m256i *)x[n][i].bsums)));
-            sum[n] += u->sd[i] * x[n][i].d * (float)sumi - u->smin[i] * x[n][i].d * (float)summ;
-        }
+        for (int n = 0; n < 4; n++) sum[n] += q8_K_block_term(u, x[n], i, _mm512_reduce_add_epi32(acc[n]));
     }
     for (int n = 0; n < 4; n++) out[n] = sum[n];
 }

@@ -4,7 +4,6 @@
 #include "internal.h"
 #include <string.h>
 
-#define QK 32
 #define QK_K 256
 
 typedef struct { uint16_t d; int8_t qs[QK]; } block_q8_0;                       // 34 bytes

@@ -6,11 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define QK 32
 #define QK_K 256
 
 
-typedef struct { uint16_t d; int8_t qs[QK]; } q8_0_t;
 typedef struct { uint16_t d; uint8_t qs[QK / 2]; } q4_0_t;
 typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK / 2]; } q5_0_t;
 typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; } q4_K_t;

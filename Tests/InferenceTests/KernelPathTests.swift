@@ -98,6 +98,80 @@ struct KernelPathTests {
         }
     }
 
+    /// Packed Q8_0 products (`sl_matmul_packed`) of `rows` rows, in two calls split at a
+    /// group boundary, as the runtime's threads split a matrix.
+    static func packedProducts(weights: UnsafeRawPointer, rows: Int, k: Int, quantized: [UInt8], batch: Int) -> [Float] {
+        var packed = [UInt8](repeating: 0xA5, count: Int(sl_packed_bytes(Int64(rows), Int64(k))))
+        #expect(sl_pack_q8_0(weights, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed) == 0)
+        var y = [Float](repeating: .nan, count: rows * batch)
+        let split = min(rows, 32)
+        for (begin, end) in [(0, split), (split, rows)] {
+            #expect(sl_matmul_packed(packed, Int64(k), Int64(rows), Int64(begin), Int64(end), quantized, Int64(batch), &y, Int64(rows)) == 0)
+        }
+        return y
+    }
+
+    /// Activation rows quantized for Q8_0 weights.
+    static func quantizedQ8(_ x: [Float], batch: Int, k: Int) -> [UInt8] {
+        var quantized = [UInt8](repeating: 0, count: Int(sl_activation_row_bytes(TensorType.q8_0.rawValue, Int64(k))) * batch)
+        sl_quantize_activations(TensorType.q8_0.rawValue, x, Int64(batch), Int64(k), &quantized)
+        return quantized
+    }
+
+    @Test("packed Q8_0 products: the same bits on every path and batch width, the documented order, close to the row kernel")
+    func packedQ8_0() {
+        var random = SplitMix64(seed: 41)
+        let k = 512, rows = 71  // four full groups of sixteen and a partial one
+        let blockBytes = TensorType.q8_0.blockBytes, blocks = k / 32
+        let weights = Self.randomRows(.q8_0, rows: rows, k: k, &random)
+        // Unpacking gives the mapped rows' values.
+        weights.withUnsafeBytes { w in
+            var packed = [UInt8](repeating: 0, count: Int(sl_packed_bytes(Int64(rows), Int64(k))))
+            sl_pack_q8_0(w.baseAddress, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed)
+            for row in [0, 15, 16, 70] {
+                var unpacked = [Float](repeating: 0, count: k), reference = [Float](repeating: 0, count: k)
+                sl_packed_row(packed, Int64(k), Int64(row), &unpacked)
+                sl_dequantize_row(TensorType.q8_0.rawValue, w.baseAddress! + row * blocks * blockBytes, &reference, Int64(k))
+                #expect(unpacked.map(\.bitPattern) == reference.map(\.bitPattern), "row \(row)")
+            }
+        }
+        for batch in [1, 3, 4, 8, 13, 29] {
+            let x = Self.randomFloats(batch * k, scale: 3, &random)
+            let quantized = Self.quantizedQ8(x, batch: batch, k: k)
+            let results = weights.withUnsafeBytes { w in
+                Self.onEveryPath { Self.packedProducts(weights: w.baseAddress!, rows: rows, k: k, quantized: quantized, batch: batch) }
+            }
+            Self.expectSameBits(results, "packed, batch \(batch)")
+            let portable = results[0].value
+            // The documented order: per block, the exact integer sum times d_w · d_x, added by
+            // fused multiply-add from +0.
+            func scale(_ bytes: [UInt8], _ offset: Int) -> Float { sl_f16_to_f32(UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8) }
+            for b in 0..<batch {
+                for r in [0, 17, rows - 1] {
+                    var acc: Float = 0
+                    for i in 0..<blocks {
+                        let wb = (r * blocks + i) * blockBytes, xb = (b * blocks + i) * blockBytes
+                        let sum = (0..<32).reduce(Int32(0)) { $0 + Int32(Int8(bitPattern: weights[wb + 2 + $1])) * Int32(Int8(bitPattern: quantized[xb + 2 + $1])) }
+                        acc = acc.addingProduct(Float(sum), scale(weights, wb) * scale(quantized, xb))
+                    }
+                    #expect(portable[b * rows + r].bitPattern == acc.bitPattern, "batch \(batch), row \(r), batch row \(b)")
+                }
+            }
+            // The row kernel sums in another order: close, not equal.
+            var rowKernel = [Float](repeating: 0, count: rows * batch)
+            weights.withUnsafeBytes { w in
+                _ = sl_matmul_rows_quantized(TensorType.q8_0.rawValue, w.baseAddress, Int64(k), 0, Int64(rows), quantized, Int64(batch), &rowKernel, Int64(rows))
+            }
+            let magnitude = rowKernel.map { abs($0) }.max() ?? 0
+            let worst = zip(portable, rowKernel).map { abs($0 - $1) }.max() ?? .infinity
+            #expect(magnitude > 0 && worst / magnitude < 1e-5, "batch \(batch): packed vs row kernel \(worst) of \(magnitude)")
+            // A batch row's outputs do not depend on the rest of the batch.
+            let first = Self.quantizedQ8(Array(x[0..<k]), batch: 1, k: k)
+            let solo = weights.withUnsafeBytes { Self.packedProducts(weights: $0.baseAddress!, rows: rows, k: k, quantized: first, batch: 1) }
+            #expect(portable[0..<rows].map(\.bitPattern) == solo.map(\.bitPattern), "batch \(batch): row 0 differs from the same row alone")
+        }
+    }
+
     @Test("integer and dense products of the real model's first two layers and its output matrix")
     func realModelLayers() throws {
         let file = try GGUFFile(path: Repository.model)
@@ -115,6 +189,11 @@ struct KernelPathTests {
             let results = Self.onEveryPath { Self.products(type: tensor.type, weights: tensor.dataPointer, rows: rows, k: k, x: x, batch: batch) }
             Self.expectSameBits(results.map { ($0.name, $0.value.int8) }, "\(name) int8")
             Self.expectSameBits(results.map { ($0.name, $0.value.dense) }, "\(name) dense")
+            if tensor.type == .q8_0 {  // the runtime's product for Q8_0 matrices
+                let quantized = Self.quantizedQ8(x, batch: batch, k: k)
+                let packed = Self.onEveryPath { Self.packedProducts(weights: tensor.dataPointer, rows: rows, k: k, quantized: quantized, batch: batch) }
+                Self.expectSameBits(packed, "\(name) packed")
+            }
         }
         // The default model's matrices are Q8_0, Q5_0, Q4_K and Q6_K (all covered above).
         #expect(types.isSuperset(of: [.q8_0, .q5_0, .q4_K, .q6_K]), "\(types)")

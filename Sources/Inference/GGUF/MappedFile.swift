@@ -31,6 +31,17 @@ final class MappedFile: @unchecked Sendable {
         self.path = path
     }
 
+    /// Tells the kernel this process no longer needs the whole pages inside
+    /// `[start, start + byteCount)` (a tensor copied elsewhere): they leave its resident set,
+    /// and a later read maps them again from the page cache.
+    func release(_ start: UnsafeRawPointer, byteCount: Int) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: start) + page - 1) / page * page
+        let end = (Int(bitPattern: start) + byteCount) / page * page
+        guard end > first else { return }
+        madvise(UnsafeMutableRawPointer(bitPattern: first), end - first, MADV_DONTNEED)
+    }
+
     deinit {
         munmap(UnsafeMutableRawPointer(mutating: base), size)
     }

@@ -96,7 +96,8 @@ final class DecoderTransformer: @unchecked Sendable {  // immutable after init
         self.config = config
         self.traits = traits
         self.tokenizer = try TokenizerLoader.load(from: file)
-        let embedding = try WeightMatrix(file.tensor("token_embd.weight"), columns: d)
+        let embedding = try WeightMatrix(
+            file.tensor("token_embd.weight"), columns: d, products: file.tensors["output.weight"] == nil)
         self.embedding = embedding
         outputNorm = try loadVector(file.tensor("output_norm.weight"), length: d)
         if let output = file.tensors["output.weight"] {

@@ -4,11 +4,15 @@ import Kernels
 /// (GGUF dimensions `[columns, rows]`).
 struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory only
     let tensor: GGUFTensor
+    /// Q8_0 weights repacked for `sl_matmul_packed` (sixteen rows per vector), used for the
+    /// int8 products; the dense products and `row` keep reading the mapped tensor.
+    let packed: PackedWeights?
 
     var rows: Int { tensor.rowCount }
     var columns: Int { tensor.rowLength }
 
-    init(_ tensor: GGUFTensor, rows: Int? = nil, columns: Int? = nil) throws(InferenceError) {
+    /// `products: false` for a matrix only looked up by row (an untied embedding): not packed.
+    init(_ tensor: GGUFTensor, rows: Int? = nil, columns: Int? = nil, products: Bool = true) throws(InferenceError) {
         if let rows, tensor.rowCount != rows {
             throw InferenceError(.missingTensor, "\(tensor.name) has \(tensor.rowCount) rows, expected \(rows)")
         }
@@ -16,6 +20,7 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
             throw InferenceError(.missingTensor, "\(tensor.name) has rows of \(tensor.rowLength), expected \(columns)")
         }
         self.tensor = tensor
+        self.packed = products ? PackedWeights(tensor) : nil
     }
 
     /// `y[b * rows + r] = W[r] · x[b * columns ..< (b + 1) * columns]` for every row r and
@@ -61,7 +66,8 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
         let columns = self.columns
         // Many more chunks than threads, so that the threads finish together (the output
         // matrix's 262,144 rows in 64 chunks, not 16).
-        let chunkRows = max(16, rows / (ComputePool.threads * 32))
+        // Multiples of sixteen rows: the packed kernel's groups.
+        let chunkRows = max(16, rows / (ComputePool.threads * 32) / 16 * 16)
         let chunks = (rows + chunkRows - 1) / chunkRows
         let type = tensor.type.rawValue
         let dataAddress = UInt(bitPattern: tensor.data)
@@ -81,6 +87,18 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
                 sl_quantize_activations(
                     type, UnsafePointer<Float>(bitPattern: sourceAddress)! + first * columns, Int64(min(rowsPerSlice, batch - first)),
                     Int64(columns), UnsafeMutableRawPointer(bitPattern: xAddress)! + first * activationBytes)
+            }
+            if let packed {
+                let packedAddress = UInt(bitPattern: packed.base)
+                ComputePool.parallelFor(chunks) { chunk in
+                    let begin = chunk * chunkRows
+                    let status = sl_matmul_packed(
+                        UnsafeRawPointer(bitPattern: packedAddress), Int64(columns), Int64(rows), Int64(begin),
+                        Int64(min(rows, begin + chunkRows)), UnsafeRawPointer(bitPattern: xAddress), Int64(batch),
+                        UnsafeMutablePointer(bitPattern: yAddress), Int64(rows))
+                    precondition(status == 0, "packed product of \(self.tensor.name) failed (out of memory)")
+                }
+                return
             }
             ComputePool.parallelFor(chunks) { chunk in
                 let begin = chunk * chunkRows
@@ -104,9 +122,45 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
 
     /// Row `index`, dequantized (embedding lookup).
     func row(_ index: Int, into output: UnsafeMutablePointer<Float>) {
+        if let packed {  // the mapped rows were released
+            sl_packed_row(packed.base, Int64(columns), Int64(index), output)
+            return
+        }
         let rowBytes = columns / tensor.type.blockElements * tensor.type.blockBytes
         sl_dequantize_row(tensor.type.rawValue, tensor.data + index * rowBytes, output, Int64(columns))
     }
+}
+
+/// A Q8_0 matrix repacked sixteen rows at a time (`sl_pack_q8_0`), in 64-byte aligned memory
+/// it owns. Packing reads each weight once; the mapped tensor's pages then leave the process's
+/// resident set, so the weights are not held twice.
+final class PackedWeights: @unchecked Sendable {  // immutable after init
+    let base: UnsafeMutableRawPointer
+
+    /// Packs `tensor`, or returns nil when it is not Q8_0 with whole blocks per row.
+    init?(_ tensor: GGUFTensor) {
+        let rows = tensor.rowCount
+        let columns = tensor.rowLength
+        guard tensor.type == .q8_0, rows > 0, columns > 0, columns % 32 == 0 else { return nil }
+        let bytes = Int(sl_packed_bytes(Int64(rows), Int64(columns)))
+        base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        let groups = (rows + 15) / 16
+        let perSlice = 256
+        let rowBytes = columns / 32 * TensorType.q8_0.blockBytes
+        let addresses = (source: UInt(bitPattern: tensor.data), target: UInt(bitPattern: base))
+        let mapping = tensor.mapping
+        ComputePool.parallelFor((groups + perSlice - 1) / perSlice) { slice in
+            let first = slice * perSlice, end = min(groups, first + perSlice)
+            let source = UnsafeRawPointer(bitPattern: addresses.source)!
+            _ = sl_pack_q8_0(source, Int64(rows), Int64(columns), Int64(first), Int64(end), UnsafeMutableRawPointer(bitPattern: addresses.target))
+            // Released slice by slice, so that the two copies are never resident together.
+            let firstRow = first * 16, endRow = min(rows, end * 16)
+            mapping.release(source + firstRow * rowBytes, byteCount: (endRow - firstRow) * rowBytes)
+        }
+        mapping.release(tensor.data, byteCount: tensor.byteCount)  // the pages the slices shared
+    }
+
+    deinit { base.deallocate() }
 }
 
 /// A float vector from an F32 (or dequantized) tensor, e.g. a norm's weights.

@@ -1,6 +1,7 @@
 // Element-wise and attention operations of the transformer forward pass.
 #include "simd.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void sl_rmsnorm(const float *x, const float *w, int64_t n, float eps, float *out) {
@@ -90,17 +91,24 @@ void sl_silu_mul(float *g, const float *u, int64_t n) {
     for (int64_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-static void rope(float *x, int64_t heads, int64_t head_dim, int64_t position, float base, int neox) {
-    const int64_t half = head_dim / 2;
+void sl_rope_angles(int64_t head_dim, int64_t position, float base, float *cs) {
     // theta_i = position * base^(-2i/d), built by repeated multiplication (as ggml does, so
     // the rounding matches the reference implementation).
     const float theta_scale = powf(base, -2.0f / (float)head_dim);
     float theta = (float)position;
-    for (int64_t i = 0; i < half; i++) {
-        const float c = cosf(theta), s = sinf(theta);
+    for (int64_t i = 0; i < head_dim / 2; i++) {
+        cs[2 * i] = cosf(theta);
+        cs[2 * i + 1] = sinf(theta);
         theta *= theta_scale;
-        for (int64_t h = 0; h < heads; h++) {
-            float *v = x + h * head_dim;
+    }
+}
+
+void sl_rope_apply(float *x, int64_t heads, int64_t head_dim, const float *cs, int neox) {
+    const int64_t half = head_dim / 2;
+    for (int64_t h = 0; h < heads; h++) {
+        float *v = x + h * head_dim;
+        for (int64_t i = 0; i < half; i++) {
+            const float c = cs[2 * i], s = cs[2 * i + 1];
             const int64_t a = neox ? i : 2 * i;
             const int64_t b = neox ? i + half : 2 * i + 1;
             const float x0 = v[a], x1 = v[b];
@@ -108,6 +116,15 @@ static void rope(float *x, int64_t heads, int64_t head_dim, int64_t position, fl
             v[b] = x0 * s + x1 * c;
         }
     }
+}
+
+static void rope(float *x, int64_t heads, int64_t head_dim, int64_t position, float base, int neox) {
+    float stack[512];
+    float *cs = head_dim <= 512 ? stack : malloc(sizeof(float) * (size_t)head_dim);
+    if (!cs) return;
+    sl_rope_angles(head_dim, position, base, cs);
+    sl_rope_apply(x, heads, head_dim, cs, neox);
+    if (cs != stack) free(cs);
 }
 
 void sl_rope_neox(float *x, int64_t heads, int64_t head_dim, int64_t position, float base) {

@@ -269,6 +269,23 @@ struct KernelPathTests {
         }
     }
 
+    @Test("rotations from a precomputed table give sl_rope_neox's and sl_rope_norm's bits")
+    func ropeTable() {
+        var random = SplitMix64(seed: 31)
+        for (headDim, position, base) in [(256, 0, Float(10_000)), (256, 4_095, 1_000_000), (64, 77, 10_000)] {
+            let x = Self.randomFloats(4 * headDim, scale: 3, &random)
+            var angles = [Float](repeating: .nan, count: headDim)
+            sl_rope_angles(Int64(headDim), Int64(position), base, &angles)
+            for neox: Int32 in [0, 1] {
+                var direct = x, tabled = x
+                if neox == 1 { sl_rope_neox(&direct, 4, Int64(headDim), Int64(position), base) } else { sl_rope_norm(&direct, 4, Int64(headDim), Int64(position), base) }
+                sl_rope_apply(&tabled, 4, Int64(headDim), angles, neox)
+                #expect(direct.map(\.bitPattern) == tabled.map(\.bitPattern), "head_dim \(headDim), position \(position), neox \(neox)")
+                #expect(position == 0 ? tabled == x : tabled != x)
+            }
+        }
+    }
+
     @Test("the dense kernel agrees with OpenBLAS sgemm on the real model's matrices")
     func denseAgreesWithOpenBLAS() throws {
         let file = try GGUFFile(path: Repository.model)

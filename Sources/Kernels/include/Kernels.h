@@ -150,6 +150,13 @@ void sl_rope_neox(float *x, int64_t heads, int64_t head_dim, int64_t position, f
 /// Rotates `heads` heads of `head_dim` (GPT-J/llama layout: adjacent pairs (2i, 2i+1)).
 void sl_rope_norm(float *x, int64_t heads, int64_t head_dim, int64_t position, float base);
 
+/// The rotations of one position: cs[2i] = cos θ_i, cs[2i + 1] = sin θ_i for i < head_dim/2
+/// (head_dim floats), θ_i = position · base^(−2i/head_dim) built by repeated multiplication.
+/// Computed once per position and reused by every layer and head: sl_rope_apply(x, …, cs)
+/// gives sl_rope_neox's (neox = 1) or sl_rope_norm's (neox = 0) bits.
+void sl_rope_angles(int64_t head_dim, int64_t position, float base, float *cs);
+void sl_rope_apply(float *x, int64_t heads, int64_t head_dim, const float *cs, int neox);
+
 /// Attention of one query row over cached keys/values.
 /// q: [n_head, head_dim]; k_cache/v_cache: [capacity, n_head_kv * head_dim] ring buffers;
 /// the keys of positions first..last (inclusive) are at slot (pos % capacity).

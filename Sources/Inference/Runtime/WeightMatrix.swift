@@ -5,7 +5,8 @@ import Kernels
 struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory only
     let tensor: GGUFTensor
     /// Q8_0 weights repacked for `sl_matmul_packed` (sixteen rows per vector), used for the
-    /// int8 products; the dense products and `row` keep reading the mapped tensor.
+    /// int8 products and `row`; the dense products keep reading the mapped tensor (its pages
+    /// are mapped again on demand).
     let packed: PackedWeights?
 
     var rows: Int { tensor.rowCount }

@@ -137,10 +137,12 @@ static void run_block(int simd, int mr, int nr, const float *a, int64_t lda, con
     for (int i = 0; i < mr; i++) memcpy(c + i * ldc, part + i * NR, sizeof(float) * (size_t)nr);
 }
 
-int sl_matmul_rows_dense(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
-                         const float *x, int64_t batch, float *y, int64_t ldy) {
+/// The dense product of rows [row_begin, row_end) of `w`: the file's encoding, or (packed)
+/// sl_pack's, whose rows dequantize to the same values.
+static int dense_rows(int type, int packed_weights, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
+                      const float *x, int64_t batch, float *y, int64_t ldy) {
     const int64_t per = sl_block_elements(type);
-    if (per == 0 || k % per != 0) return -1;
+    if (per == 0 || k % per != 0 || (packed_weights && sl_packed_group_bytes(type, k) == 0)) return -1;
     const int64_t row_bytes = k / per * sl_block_bytes(type);
     const int64_t count = row_end - row_begin;
     const int64_t panels = (count + NR - 1) / NR;
@@ -154,7 +156,8 @@ int sl_matmul_rows_dense(int type, const void *w, int64_t k, int64_t row_begin, 
         return -1;
     }
     for (int64_t r = 0; r < panels * NR; r++) {
-        if (r < count) sl_dequantize_row(type, (const char *)w + (row_begin + r) * row_bytes, row, k);
+        if (r < count && packed_weights) sl_packed_row(type, w, k, row_begin + r, row);
+        else if (r < count) sl_dequantize_row(type, (const char *)w + (row_begin + r) * row_bytes, row, k);
         else memset(row, 0, sizeof(float) * (size_t)k);
         float *panel = packed + (r / NR) * NR * k + r % NR;
         for (int64_t kk = 0; kk < k; kk++) panel[kk * NR] = row[kk];
@@ -195,4 +198,14 @@ int sl_matmul_rows_dense(int type, const void *w, int64_t k, int64_t row_begin, 
     }
     free(packed);
     return 0;
+}
+
+int sl_matmul_rows_dense(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
+                         const float *x, int64_t batch, float *y, int64_t ldy) {
+    return dense_rows(type, 0, w, k, row_begin, row_end, x, batch, y, ldy);
+}
+
+int sl_matmul_packed_dense(int type, const void *packed, int64_t k, int64_t row_begin, int64_t row_end,
+                           const float *x, int64_t batch, float *y, int64_t ldy) {
+    return dense_rows(type, 1, packed, k, row_begin, row_end, x, batch, y, ldy);
 }

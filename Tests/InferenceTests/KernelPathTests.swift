@@ -98,15 +98,15 @@ struct KernelPathTests {
         }
     }
 
-    /// Packed Q8_0 products (`sl_matmul_packed`) of `rows` rows, in two calls split at a
-    /// group boundary, as the runtime's threads split a matrix.
-    static func packedProducts(weights: UnsafeRawPointer, rows: Int, k: Int, quantized: [UInt8], batch: Int) -> [Float] {
-        var packed = [UInt8](repeating: 0xA5, count: Int(sl_packed_bytes(Int64(rows), Int64(k))))
-        #expect(sl_pack_q8_0(weights, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed) == 0)
+    /// Packed Q8_0 or Q5_0 products (`sl_matmul_packed`) of `rows` rows, in two calls split
+    /// at a group boundary, as the runtime's threads split a matrix.
+    static func packedProducts(type: TensorType, weights: UnsafeRawPointer, rows: Int, k: Int, quantized: [UInt8], batch: Int) -> [Float] {
+        var packed = [UInt8](repeating: 0xA5, count: Int(sl_packed_bytes(type.rawValue, Int64(rows), Int64(k))))
+        #expect(sl_pack(type.rawValue, weights, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed) == 0)
         var y = [Float](repeating: .nan, count: rows * batch)
         let split = min(rows, 32)
         for (begin, end) in [(0, split), (split, rows)] {
-            #expect(sl_matmul_packed(packed, Int64(k), Int64(rows), Int64(begin), Int64(end), quantized, Int64(batch), &y, Int64(rows)) == 0)
+            #expect(sl_matmul_packed(type.rawValue, packed, Int64(k), Int64(rows), Int64(begin), Int64(end), quantized, Int64(batch), &y, Int64(rows)) == 0)
         }
         return y
     }
@@ -118,20 +118,34 @@ struct KernelPathTests {
         return quantized
     }
 
-    @Test("packed Q8_0 products: the same bits on every path and batch width, the documented order, close to the row kernel")
-    func packedQ8_0() {
-        var random = SplitMix64(seed: 41)
+    /// The 32 signed values of block `block` of a Q8_0 or Q5_0 row in the file's encoding.
+    static func blockValues(_ type: TensorType, _ bytes: [UInt8], block: Int) -> [Int32] {
+        let base = block * type.blockBytes
+        if type == .q8_0 { return (0..<32).map { Int32(Int8(bitPattern: bytes[base + 2 + $0])) } }
+        let high = (0..<4).reduce(UInt32(0)) { $0 | UInt32(bytes[base + 2 + $1]) << (8 * $1) }
+        return (0..<32).map { e in
+            let nibble = e < 16 ? bytes[base + 6 + e] & 0x0F : bytes[base + 6 + e - 16] >> 4
+            return Int32(nibble) | Int32((high >> e) & 1) << 4 - 16
+        }
+    }
+
+    @Test("packed Q8_0 and Q5_0 products: the same bits on every path and batch width, the documented order, close to the row kernel",
+          arguments: [TensorType.q8_0, .q5_0])
+    func packedProducts(type: TensorType) {
+        var random = SplitMix64(seed: 41 + UInt64(type.rawValue))
         let k = 512, rows = 71  // four full groups of sixteen and a partial one
-        let blockBytes = TensorType.q8_0.blockBytes, blocks = k / 32
-        let weights = Self.randomRows(.q8_0, rows: rows, k: k, &random)
+        let blockBytes = type.blockBytes, blocks = k / 32
+        let weights = Self.randomRows(type, rows: rows, k: k, &random)
+        // The packed form keeps Q5_0's size.
+        if type == .q5_0 { #expect(sl_packed_group_bytes(type.rawValue, Int64(k)) == Int64(16 * blocks * blockBytes)) }
         // Unpacking gives the mapped rows' values.
         weights.withUnsafeBytes { w in
-            var packed = [UInt8](repeating: 0, count: Int(sl_packed_bytes(Int64(rows), Int64(k))))
-            sl_pack_q8_0(w.baseAddress, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed)
+            var packed = [UInt8](repeating: 0, count: Int(sl_packed_bytes(type.rawValue, Int64(rows), Int64(k))))
+            sl_pack(type.rawValue, w.baseAddress, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed)
             for row in [0, 15, 16, 70] {
                 var unpacked = [Float](repeating: 0, count: k), reference = [Float](repeating: 0, count: k)
-                sl_packed_row(packed, Int64(k), Int64(row), &unpacked)
-                sl_dequantize_row(TensorType.q8_0.rawValue, w.baseAddress! + row * blocks * blockBytes, &reference, Int64(k))
+                sl_packed_row(type.rawValue, packed, Int64(k), Int64(row), &unpacked)
+                sl_dequantize_row(type.rawValue, w.baseAddress! + row * blocks * blockBytes, &reference, Int64(k))
                 #expect(unpacked.map(\.bitPattern) == reference.map(\.bitPattern), "row \(row)")
             }
         }
@@ -139,9 +153,9 @@ struct KernelPathTests {
             let x = Self.randomFloats(batch * k, scale: 3, &random)
             let quantized = Self.quantizedQ8(x, batch: batch, k: k)
             let results = weights.withUnsafeBytes { w in
-                Self.onEveryPath { Self.packedProducts(weights: w.baseAddress!, rows: rows, k: k, quantized: quantized, batch: batch) }
+                Self.onEveryPath { Self.packedProducts(type: type, weights: w.baseAddress!, rows: rows, k: k, quantized: quantized, batch: batch) }
             }
-            Self.expectSameBits(results, "packed, batch \(batch)")
+            Self.expectSameBits(results, "\(type) packed, batch \(batch)")
             let portable = results[0].value
             // The documented order: per block, the exact integer sum times d_w · d_x, added by
             // fused multiply-add from +0.
@@ -150,25 +164,37 @@ struct KernelPathTests {
                 for r in [0, 17, rows - 1] {
                     var acc: Float = 0
                     for i in 0..<blocks {
-                        let wb = (r * blocks + i) * blockBytes, xb = (b * blocks + i) * blockBytes
-                        let sum = (0..<32).reduce(Int32(0)) { $0 + Int32(Int8(bitPattern: weights[wb + 2 + $1])) * Int32(Int8(bitPattern: quantized[xb + 2 + $1])) }
+                        let wb = (r * blocks + i) * blockBytes, xb = (b * blocks + i) * TensorType.q8_0.blockBytes
+                        let values = Self.blockValues(type, weights, block: r * blocks + i)
+                        let sum = (0..<32).reduce(Int32(0)) { $0 + values[$1] * Int32(Int8(bitPattern: quantized[xb + 2 + $1])) }
                         acc = acc.addingProduct(Float(sum), scale(weights, wb) * scale(quantized, xb))
                     }
-                    #expect(portable[b * rows + r].bitPattern == acc.bitPattern, "batch \(batch), row \(r), batch row \(b)")
+                    #expect(portable[b * rows + r].bitPattern == acc.bitPattern, "\(type) batch \(batch), row \(r), batch row \(b)")
                 }
             }
             // The row kernel sums in another order: close, not equal.
             var rowKernel = [Float](repeating: 0, count: rows * batch)
             weights.withUnsafeBytes { w in
-                _ = sl_matmul_rows_quantized(TensorType.q8_0.rawValue, w.baseAddress, Int64(k), 0, Int64(rows), quantized, Int64(batch), &rowKernel, Int64(rows))
+                _ = sl_matmul_rows_quantized(type.rawValue, w.baseAddress, Int64(k), 0, Int64(rows), quantized, Int64(batch), &rowKernel, Int64(rows))
             }
             let magnitude = rowKernel.map { abs($0) }.max() ?? 0
             let worst = zip(portable, rowKernel).map { abs($0 - $1) }.max() ?? .infinity
-            #expect(magnitude > 0 && worst / magnitude < 1e-5, "batch \(batch): packed vs row kernel \(worst) of \(magnitude)")
+            #expect(magnitude > 0 && worst / magnitude < 1e-5, "\(type) batch \(batch): packed vs row kernel \(worst) of \(magnitude)")
+            // Dense products of the packed copy are those of the file's rows, bit for bit.
+            var packedDense = [Float](repeating: .nan, count: rows * batch), mappedDense = packedDense
+            weights.withUnsafeBytes { w in
+                var packed = [UInt8](repeating: 0, count: Int(sl_packed_bytes(type.rawValue, Int64(rows), Int64(k))))
+                sl_pack(type.rawValue, w.baseAddress, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed)
+                for (begin, end) in [(0, 32), (32, rows)] {
+                    #expect(sl_matmul_packed_dense(type.rawValue, packed, Int64(k), Int64(begin), Int64(end), x, Int64(batch), &packedDense, Int64(rows)) == 0)
+                    #expect(sl_matmul_rows_dense(type.rawValue, w.baseAddress, Int64(k), Int64(begin), Int64(end), x, Int64(batch), &mappedDense, Int64(rows)) == 0)
+                }
+            }
+            #expect(packedDense.map(\.bitPattern) == mappedDense.map(\.bitPattern) && !packedDense.contains { $0.isNaN }, "\(type) dense, batch \(batch)")
             // A batch row's outputs do not depend on the rest of the batch.
             let first = Self.quantizedQ8(Array(x[0..<k]), batch: 1, k: k)
-            let solo = weights.withUnsafeBytes { Self.packedProducts(weights: $0.baseAddress!, rows: rows, k: k, quantized: first, batch: 1) }
-            #expect(portable[0..<rows].map(\.bitPattern) == solo.map(\.bitPattern), "batch \(batch): row 0 differs from the same row alone")
+            let solo = weights.withUnsafeBytes { Self.packedProducts(type: type, weights: $0.baseAddress!, rows: rows, k: k, quantized: first, batch: 1) }
+            #expect(portable[0..<rows].map(\.bitPattern) == solo.map(\.bitPattern), "\(type) batch \(batch): row 0 differs from the same row alone")
         }
     }
 
@@ -189,9 +215,9 @@ struct KernelPathTests {
             let results = Self.onEveryPath { Self.products(type: tensor.type, weights: tensor.dataPointer, rows: rows, k: k, x: x, batch: batch) }
             Self.expectSameBits(results.map { ($0.name, $0.value.int8) }, "\(name) int8")
             Self.expectSameBits(results.map { ($0.name, $0.value.dense) }, "\(name) dense")
-            if tensor.type == .q8_0 {  // the runtime's product for Q8_0 matrices
+            if tensor.type == .q8_0 || tensor.type == .q5_0 {  // the runtime's product for these matrices
                 let quantized = Self.quantizedQ8(x, batch: batch, k: k)
-                let packed = Self.onEveryPath { Self.packedProducts(weights: tensor.dataPointer, rows: rows, k: k, quantized: quantized, batch: batch) }
+                let packed = Self.onEveryPath { Self.packedProducts(type: tensor.type, weights: tensor.dataPointer, rows: rows, k: k, quantized: quantized, batch: batch) }
                 Self.expectSameBits(packed, "\(name) packed")
             }
         }

@@ -4,9 +4,8 @@ import Kernels
 /// (GGUF dimensions `[columns, rows]`).
 struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory only
     let tensor: GGUFTensor
-    /// Q8_0 weights repacked for `sl_matmul_packed` (sixteen rows per vector), used for the
-    /// int8 products and `row`; the dense products keep reading the mapped tensor (its pages
-    /// are mapped again on demand).
+    /// Q8_0 and Q5_0 weights repacked for `sl_matmul_packed` (sixteen rows per vector), used
+    /// for every product and `row` (the mapped pages are released once packed).
     let packed: PackedWeights?
 
     var rows: Int { tensor.rowCount }
@@ -42,10 +41,13 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
         let tileRows = Self.denseTileRows(rows: rows)
         let tiles = (rows + tileRows - 1) / tileRows
         let type = tensor.type.rawValue
-        let addresses = (w: UInt(bitPattern: tensor.data), x: UInt(bitPattern: x), y: UInt(bitPattern: y))
+        // A packed matrix's mapped pages were released: its rows come from the packed copy.
+        let packed = self.packed != nil
+        let addresses = (w: UInt(bitPattern: self.packed?.base ?? UnsafeMutableRawPointer(mutating: tensor.data)), x: UInt(bitPattern: x), y: UInt(bitPattern: y))
         ComputePool.parallelFor(tiles) { tile in
             let first = tile * tileRows
-            let status = sl_matmul_rows_dense(
+            let product = packed ? sl_matmul_packed_dense : sl_matmul_rows_dense
+            let status = product(
                 type, UnsafeRawPointer(bitPattern: addresses.w), Int64(columns), Int64(first), Int64(min(rows, first + tileRows)),
                 UnsafePointer(bitPattern: addresses.x), Int64(batch), UnsafeMutablePointer(bitPattern: addresses.y), Int64(rows))
             precondition(status == 0, "dense product of \(self.tensor.name) failed (out of memory)")
@@ -94,7 +96,7 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
                 ComputePool.parallelFor(chunks) { chunk in
                     let begin = chunk * chunkRows
                     let status = sl_matmul_packed(
-                        UnsafeRawPointer(bitPattern: packedAddress), Int64(columns), Int64(rows), Int64(begin),
+                        type, UnsafeRawPointer(bitPattern: packedAddress), Int64(columns), Int64(rows), Int64(begin),
                         Int64(min(rows, begin + chunkRows)), UnsafeRawPointer(bitPattern: xAddress), Int64(batch),
                         UnsafeMutablePointer(bitPattern: yAddress), Int64(rows))
                     precondition(status == 0, "packed product of \(self.tensor.name) failed (out of memory)")
@@ -124,7 +126,7 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
     /// Row `index`, dequantized (embedding lookup).
     func row(_ index: Int, into output: UnsafeMutablePointer<Float>) {
         if let packed {  // the mapped rows were released
-            sl_packed_row(packed.base, Int64(columns), Int64(index), output)
+            sl_packed_row(tensor.type.rawValue, packed.base, Int64(columns), Int64(index), output)
             return
         }
         let rowBytes = columns / tensor.type.blockElements * tensor.type.blockBytes
@@ -132,28 +134,29 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
     }
 }
 
-/// A Q8_0 matrix repacked sixteen rows at a time (`sl_pack_q8_0`), in 64-byte aligned memory
+/// A Q8_0 or Q5_0 matrix repacked sixteen rows at a time (`sl_pack`), in 64-byte aligned memory
 /// it owns. Packing reads each weight once; the mapped tensor's pages then leave the process's
 /// resident set, so the weights are not held twice.
 final class PackedWeights: @unchecked Sendable {  // immutable after init
     let base: UnsafeMutableRawPointer
 
-    /// Packs `tensor`, or returns nil when it is not Q8_0 with whole blocks per row.
+    /// Packs `tensor`, or returns nil when it is not Q8_0 or Q5_0 with whole blocks per row.
     init?(_ tensor: GGUFTensor) {
         let rows = tensor.rowCount
         let columns = tensor.rowLength
-        guard tensor.type == .q8_0, rows > 0, columns > 0, columns % 32 == 0 else { return nil }
-        let bytes = Int(sl_packed_bytes(Int64(rows), Int64(columns)))
+        let type = tensor.type
+        guard type == .q8_0 || type == .q5_0, rows > 0, columns > 0, columns % 32 == 0 else { return nil }
+        let bytes = Int(sl_packed_bytes(type.rawValue, Int64(rows), Int64(columns)))
         base = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         let groups = (rows + 15) / 16
         let perSlice = 256
-        let rowBytes = columns / 32 * TensorType.q8_0.blockBytes
+        let rowBytes = columns / 32 * type.blockBytes
         let addresses = (source: UInt(bitPattern: tensor.data), target: UInt(bitPattern: base))
         let mapping = tensor.mapping
         ComputePool.parallelFor((groups + perSlice - 1) / perSlice) { slice in
             let first = slice * perSlice, end = min(groups, first + perSlice)
             let source = UnsafeRawPointer(bitPattern: addresses.source)!
-            _ = sl_pack_q8_0(source, Int64(rows), Int64(columns), Int64(first), Int64(end), UnsafeMutableRawPointer(bitPattern: addresses.target))
+            _ = sl_pack(type.rawValue, source, Int64(rows), Int64(columns), Int64(first), Int64(end), UnsafeMutableRawPointer(bitPattern: addresses.target))
             // Released slice by slice, so that the two copies are never resident together.
             let firstRow = first * 16, endRow = min(rows, end * 16)
             mapping.release(source + firstRow * rowBytes, byteCount: (endRow - firstRow) * rowBytes)

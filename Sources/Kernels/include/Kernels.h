@@ -106,28 +106,34 @@ void sl_quantize_activations(int weight_type, const float *x, int64_t batch, int
 int sl_matmul_rows_quantized(int type, const void *w, int64_t k, int64_t row_begin, int64_t row_end,
                              const void *xq, int64_t batch, float *y, int64_t ldy);
 
-// MARK: - Packed Q8_0 products
+// MARK: - Packed Q8_0 and Q5_0 products
 
-/// Bytes of a Q8_0 matrix of `rows` rows of k elements (k a multiple of 32) repacked by
-/// sl_pack_q8_0: groups of sixteen rows, each sl_packed_group_bytes(k). 0 for a bad k.
-int64_t sl_packed_group_bytes(int64_t k);
-int64_t sl_packed_bytes(int64_t rows, int64_t k);
+/// Bytes of a Q8_0 or Q5_0 (`type`) matrix of `rows` rows of k elements (k a multiple of
+/// 32) repacked by sl_pack: groups of sixteen rows, each sl_packed_group_bytes(type, k)
+/// (Q5_0: the file's 22 bytes per row and block). 0 for another type or a bad k.
+int64_t sl_packed_group_bytes(int type, int64_t k);
+int64_t sl_packed_bytes(int type, int64_t rows, int64_t k);
 
-/// Repacks the groups [group_begin, group_end) of the Q8_0 matrix `w` into `out` (which
-/// holds sl_packed_bytes(rows, k)): sixteen rows interleaved four values at a time, so
-/// that one vector lane is one weight row. Returns 0, or -1 for a bad k.
-int sl_pack_q8_0(const void *w, int64_t rows, int64_t k, int64_t group_begin, int64_t group_end, void *out);
+/// Repacks the groups [group_begin, group_end) of the Q8_0 or Q5_0 matrix `w` into `out`
+/// (which holds sl_packed_bytes(type, rows, k)): sixteen rows interleaved four values at a
+/// time, so that one vector lane is one weight row. Returns 0, or -1 for a bad type or k.
+int sl_pack(int type, const void *w, int64_t rows, int64_t k, int64_t group_begin, int64_t group_end, void *out);
 
 /// Row `row` of a packed matrix, dequantized (the same values as sl_dequantize_row).
-void sl_packed_row(const void *packed, int64_t k, int64_t row, float *out);
+void sl_packed_row(int type, const void *packed, int64_t k, int64_t row, float *out);
 
 /// Y[b * ldy + r] = W row r · activation row b for r in [row_begin, row_end) (row_begin a
-/// multiple of 16), with activations from sl_quantize_activations(Q8_0 weights). Bits: each
+/// multiple of 16), with activations from sl_quantize_activations(type). Bits: each
 /// output starts from +0 and, for block i in order, adds (fused multiply-add) the exact
 /// integer sum of the block's 32 products times d_w[i] · d_x[i]: the same on every path and
 /// for every batch composition. Returns 0, or -1 for bad arguments or an allocation failure.
-int sl_matmul_packed(const void *packed, int64_t k, int64_t rows, int64_t row_begin, int64_t row_end,
+int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int64_t row_begin, int64_t row_end,
                      const void *xq, int64_t batch, float *y, int64_t ldy);
+
+/// sl_matmul_rows_dense on a packed matrix (the same bits: its rows dequantize to the
+/// file's values), so that dense products do not map the file's copy back in.
+int sl_matmul_packed_dense(int type, const void *packed, int64_t k, int64_t row_begin, int64_t row_end,
+                           const float *x, int64_t batch, float *y, int64_t ldy);
 
 // MARK: - Element-wise operations and attention
 

@@ -115,10 +115,22 @@ void sl_packed_row(int type, const void *packed, int64_t k, int64_t row, float *
     const uint16_t *scales = (const uint16_t *)base;
     const uint8_t *values = base + scale_bytes(nb);
     const int r = (int)(row % GROUP);
+    // load_value's reads, unrolled for one row (dense products unpack every row of a matrix).
     for (int64_t i = 0; i < nb; i++) {
         const float d = sl_f16_to_f32(scales[i * GROUP + r]);
-        for (int e = 0; e < QK; e++)
-            out[i * QK + e] = (float)((int)load_value(type, values + i * l.block_bytes, r, e / 4, e % 4) - l.bias) * d;
+        const uint8_t *block = values + i * l.block_bytes;
+        float *y = out + i * QK;
+        for (int j = 0; j < STEPS; j++) {
+            if (type == SL_TYPE_Q8_0) {
+                for (int t = 0; t < 4; t++) y[4 * j + t] = (float)((int)block[j * STEP_BYTES + r * 4 + t] - 128) * d;
+                continue;
+            }
+            const uint8_t *nibbles = block + (j % 4) * STEP_BYTES + r * 4;
+            const int shift = j >= 4 ? 4 : 0;
+            const int high = block[4 * STEP_BYTES + j * 8 + r / 2] >> (r % 2 * 4);
+            for (int t = 0; t < 4; t++)
+                y[4 * j + t] = (float)((((nibbles[t] >> shift) & 0x0F) | (((high >> t) & 1) << 4)) - 16) * d;
+        }
     }
 }
 
@@ -292,6 +304,22 @@ static group_kernel kernel_for(int type, int isa, int width) {
     return 0;
 }
 
+/// The per-block terms of sl_matmul_packed with F16C and AVX2 (exact conversions and
+/// integer sums: the portable loop's values).
+__attribute__((target("avx2,f16c")))
+static void block_terms_avx2(const q8_0_t *x, int64_t count, int bias, float *xd, int32_t *offsets) {
+    const __m256i ones = _mm256_set1_epi8(1), pairs = _mm256_set1_epi16(1);
+    for (int64_t i = 0; i < count; i++) {
+        xd[i] = _cvtsh_ss(x[i].d);
+        // Σ of the 32 signed bytes: 1 · a in pairs (maddubs), then in fours (madd).
+        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)x[i].qs)), pairs);
+        __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sums), _mm256_extracti128_si256(sums, 1));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+        s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+        offsets[i] = -bias * _mm_cvtsi128_si32(s);
+    }
+}
+
 int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int64_t row_begin, int64_t row_end,
                      const void *xq, int64_t batch, float *y, int64_t ldy) {
     layout l;
@@ -310,11 +338,14 @@ int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int6
     }
     // Per activation block: its scale as a float, and −bias · Σ of its values (the
     // correction for the unsigned stored bytes).
-    for (int64_t i = 0; i < batch * nb; i++) {
-        xd[i] = sl_f16_to_f32(xb[i].d);
-        int32_t sum = 0;
-        for (int e = 0; e < QK; e++) sum += xb[i].qs[e];
-        offsets[i] = -l.bias * sum;
+    if (isa >= SL_ISA_AVX2) block_terms_avx2(xb, batch * nb, l.bias, xd, offsets);
+    else {
+        for (int64_t i = 0; i < batch * nb; i++) {
+            xd[i] = sl_f16_to_f32(xb[i].d);
+            int32_t sum = 0;
+            for (int e = 0; e < QK; e++) sum += xb[i].qs[e];
+            offsets[i] = -l.bias * sum;
+        }
     }
     for (int64_t g = row_begin / GROUP; g * GROUP < row_end; g++) {
         const uint8_t *base = (const uint8_t *)packed + g * group_bytes;

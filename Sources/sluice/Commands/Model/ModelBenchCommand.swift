@@ -22,22 +22,23 @@ struct ModelBenchCommand: ParsableCommand {
         let loaded = try ModelRegistry.load(GGUFFile(path: model))
         func progress(_ text: String) { if !json { FileHandle.standardError.write(Data("\r\u{1B}[K\(text)".utf8)) } }
 
-        // Prefill: one 512-token prompt, in float (the dense kernel, as the generator prefills
-        // long prompts) and with int8 products (as it prefills short ones), for comparison.
+        // Prefill: one 512-token prompt with int8 products (as the generator prefills by
+        // default) and in float (the dense kernel, for prompts of at least
+        // `densePrefillMinimum` tokens where that is set), for comparison.
         let prompt = (0..<512).map { Int32(1000 + $0 % 5000) }
         func median(_ measure: () throws -> Double) rethrows -> Double {
             let values = try (0..<max(1, repetitions)).map { _ in try measure() }.sorted()
             return values[values.count / 2]
         }
-        func prefill(dense: Bool) throws -> Double {
+        func measurePrefill(dense: Bool) throws -> Double {
             progress("prefill 512 tokens (\(dense ? "dense" : "int8"))…")
             let cache = loaded.makeCache(maxContext: 1024)
             let start = ContinuousClock.now
             _ = try loaded.forward([ForwardEntry(cache: cache, tokens: prompt, wantsLogits: true, dense: dense)])
             return 512 / (ContinuousClock.now - start).benchSeconds
         }
-        let prefillInt8 = try median { try prefill(dense: false) }
-        let prefill = try median { try prefill(dense: true) }
+        let prefill = try median { try measurePrefill(dense: false) }
+        let prefillDense = try median { try measurePrefill(dense: true) }
 
         var decode: [String: Double] = [:]
         for batch in batches.split(separator: ",").compactMap({ Int($0) }) {
@@ -61,13 +62,13 @@ struct ModelBenchCommand: ParsableCommand {
         let path = String(cString: sl_simd_level())
         if json {
             let object: [String: Any] = [
-                "prefill_tokens_per_s": prefill, "prefill_int8_tokens_per_s": prefillInt8, "decode_tokens_per_s": decode, "peak_rss_bytes": rss,
+                "prefill_tokens_per_s": prefill, "prefill_dense_tokens_per_s": prefillDense, "decode_tokens_per_s": decode, "peak_rss_bytes": rss,
                 "cpu": cpu, "cpu_flags": flags, "kernel_path": path, "threads": ComputePool.threads,
             ]
             print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
         } else {
             print("cpu: \(cpu); flags: \(flags.joined(separator: " ")); kernel path: \(path); threads: \(ComputePool.threads)")
-            print(String(format: "prefill (512 tokens): %8.1f tokens/s (dense float; int8: %.1f)", prefill, prefillInt8))
+            print(String(format: "prefill (512 tokens): %8.1f tokens/s (int8; dense float: %.1f)", prefill, prefillDense))
             for (batch, rate) in decode.sorted(by: { Int($0.key)! < Int($1.key)! }) {
                 print(String(format: "decode batch %3@:     %8.1f tokens/s (aggregate)", batch, rate))
             }

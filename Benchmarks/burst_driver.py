@@ -18,9 +18,10 @@ brokers, requests, replies, prompts_path, prefix = sys.argv[1:6]
 max_tokens = int(sys.argv[6]) if len(sys.argv) > 6 else 64
 questions = [json.loads(line)["question"] for line in open(prompts_path, encoding="utf-8")]
 
-consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"driver-{uuid.uuid4()}", "auto.offset.reset": "latest"})
+# From the topic's start: "latest" is resolved at the first fetch, after which a fast reply may
+# already be there (the driver then waited forever). Replies to other ids (a warm-up) are skipped.
+consumer = Consumer({"bootstrap.servers": brokers, "group.id": f"driver-{uuid.uuid4()}", "auto.offset.reset": "earliest"})
 consumer.subscribe([replies])
-# Wait for the assignment, so no reply is produced before the consumer sees the topic's end.
 while not consumer.assignment():
     consumer.poll(0.1)
 producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})

@@ -25,7 +25,7 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
 
     /// `y[b * rows + r] = W[r] · x[b * columns ..< (b + 1) * columns]` for every row r and
     /// batch row b. The first `dense` batch rows are computed in float against dequantized
-    /// weights (OpenBLAS sgemm: pays for long prompts), the others with int8 activations.
+    /// weights (the dense kernel, `applyDense`), the others with int8 activations.
     func apply(_ x: UnsafePointer<Float>, batch: Int, dense: Int = 0, into y: UnsafeMutablePointer<Float>) {
         if dense > 0 { applyDense(x, batch: dense, into: y) }
         if batch > dense { applyQuantized(x + dense * columns, batch: batch - dense, into: y + dense * rows) }

@@ -320,33 +320,30 @@ static void block_terms_avx2(const q8_0_t *x, int64_t count, int bias, float *xd
     }
 }
 
-int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int64_t row_begin, int64_t row_end,
-                     const void *xq, int64_t batch, float *y, int64_t ldy) {
+int sl_packed_activation_terms(int type, const void *xq, int64_t blocks, float *xd, int32_t *offsets) {
     layout l;
+    if (!layout_of(type, &l)) return -1;
+    const q8_0_t *xb = xq;
+    if (sl_isa_active() >= SL_ISA_AVX2) {
+        block_terms_avx2(xb, blocks, l.bias, xd, offsets);
+        return 0;
+    }
+    for (int64_t i = 0; i < blocks; i++) {
+        xd[i] = sl_f16_to_f32(xb[i].d);
+        int32_t sum = 0;
+        for (int e = 0; e < QK; e++) sum += xb[i].qs[e];
+        offsets[i] = -l.bias * sum;
+    }
+    return 0;
+}
+
+int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int64_t row_begin, int64_t row_end,
+                     const void *xq, const float *xd, const int32_t *offsets, int64_t batch, float *y, int64_t ldy) {
     const int64_t group_bytes = sl_packed_group_bytes(type, k);
-    if (group_bytes == 0 || !layout_of(type, &l) || row_begin % GROUP != 0 || row_end > rows || row_begin > row_end)
-        return -1;
+    if (group_bytes == 0 || row_begin % GROUP != 0 || row_end > rows || row_begin > row_end) return -1;
     const int64_t nb = k / QK;
     const int isa = sl_isa_active();
     const q8_0_t *xb = xq;
-    float *xd = malloc(sizeof(float) * (size_t)(batch * nb));
-    int32_t *offsets = malloc(sizeof(int32_t) * (size_t)(batch * nb));
-    if (!xd || !offsets) {
-        free(xd);
-        free(offsets);
-        return -1;
-    }
-    // Per activation block: its scale as a float, and −bias · Σ of its values (the
-    // correction for the unsigned stored bytes).
-    if (isa >= SL_ISA_AVX2) block_terms_avx2(xb, batch * nb, l.bias, xd, offsets);
-    else {
-        for (int64_t i = 0; i < batch * nb; i++) {
-            xd[i] = sl_f16_to_f32(xb[i].d);
-            int32_t sum = 0;
-            for (int e = 0; e < QK; e++) sum += xb[i].qs[e];
-            offsets[i] = -l.bias * sum;
-        }
-    }
     for (int64_t g = row_begin / GROUP; g * GROUP < row_end; g++) {
         const uint8_t *base = (const uint8_t *)packed + g * group_bytes;
         const int live = (int)(row_end - g * GROUP < GROUP ? row_end - g * GROUP : GROUP);
@@ -371,7 +368,5 @@ int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int6
             b += width;
         }
     }
-    free(xd);
-    free(offsets);
     return 0;
 }

@@ -104,9 +104,12 @@ struct KernelPathTests {
         var packed = [UInt8](repeating: 0xA5, count: Int(sl_packed_bytes(type.rawValue, Int64(rows), Int64(k))))
         #expect(sl_pack(type.rawValue, weights, Int64(rows), Int64(k), 0, Int64((rows + 15) / 16), &packed) == 0)
         var y = [Float](repeating: .nan, count: rows * batch)
+        let blocks = batch * k / 32
+        var scales = [Float](repeating: .nan, count: blocks), offsets = [Int32](repeating: 0, count: blocks)
+        #expect(sl_packed_activation_terms(type.rawValue, quantized, Int64(blocks), &scales, &offsets) == 0)
         let split = min(rows, 32)
         for (begin, end) in [(0, split), (split, rows)] {
-            #expect(sl_matmul_packed(type.rawValue, packed, Int64(k), Int64(rows), Int64(begin), Int64(end), quantized, Int64(batch), &y, Int64(rows)) == 0)
+            #expect(sl_matmul_packed(type.rawValue, packed, Int64(k), Int64(rows), Int64(begin), Int64(end), quantized, scales, offsets, Int64(batch), &y, Int64(rows)) == 0)
         }
         return y
     }

@@ -83,13 +83,28 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
             defer { quantized.deallocate() }
             let xAddress = UInt(bitPattern: quantized)
             let sourceAddress = UInt(bitPattern: x)
+            // Packed products also need per-block terms of the activations (a float scale and
+            // a correction sum), computed here once rather than by every chunk.
+            let blocksPerRow = columns / 32
+            let termBlocks = packed != nil ? batch * blocksPerRow : 0
+            let scales = UnsafeMutablePointer<Float>.allocate(capacity: termBlocks)
+            let offsets = UnsafeMutablePointer<Int32>.allocate(capacity: termBlocks)
+            defer {
+                scales.deallocate()
+                offsets.deallocate()
+            }
+            let terms = (scales: UInt(bitPattern: scales), offsets: UInt(bitPattern: offsets))
             // Rows are quantized independently: a few at a time on the pool.
             let rowsPerSlice = 4
             ComputePool.parallelFor((batch + rowsPerSlice - 1) / rowsPerSlice) { slice in
-                let first = slice * rowsPerSlice
-                sl_quantize_activations(
-                    type, UnsafePointer<Float>(bitPattern: sourceAddress)! + first * columns, Int64(min(rowsPerSlice, batch - first)),
-                    Int64(columns), UnsafeMutableRawPointer(bitPattern: xAddress)! + first * activationBytes)
+                let first = slice * rowsPerSlice, count = min(rowsPerSlice, batch - first)
+                let target = UnsafeMutableRawPointer(bitPattern: xAddress)! + first * activationBytes
+                sl_quantize_activations(type, UnsafePointer<Float>(bitPattern: sourceAddress)! + first * columns, Int64(count), Int64(columns), target)
+                if termBlocks > 0 {
+                    _ = sl_packed_activation_terms(
+                        type, target, Int64(count * blocksPerRow), UnsafeMutablePointer<Float>(bitPattern: terms.scales)! + first * blocksPerRow,
+                        UnsafeMutablePointer<Int32>(bitPattern: terms.offsets)! + first * blocksPerRow)
+                }
             }
             if let packed {
                 let packedAddress = UInt(bitPattern: packed.base)
@@ -97,9 +112,10 @@ struct WeightMatrix: @unchecked Sendable {  // reads immutable mapped memory onl
                     let begin = chunk * chunkRows
                     let status = sl_matmul_packed(
                         type, UnsafeRawPointer(bitPattern: packedAddress), Int64(columns), Int64(rows), Int64(begin),
-                        Int64(min(rows, begin + chunkRows)), UnsafeRawPointer(bitPattern: xAddress), Int64(batch),
+                        Int64(min(rows, begin + chunkRows)), UnsafeRawPointer(bitPattern: xAddress),
+                        UnsafePointer(bitPattern: terms.scales), UnsafePointer(bitPattern: terms.offsets), Int64(batch),
                         UnsafeMutablePointer(bitPattern: yAddress), Int64(rows))
-                    precondition(status == 0, "packed product of \(self.tensor.name) failed (out of memory)")
+                    precondition(status == 0, "packed product of \(self.tensor.name) failed")
                 }
                 return
             }

@@ -122,13 +122,20 @@ int sl_pack(int type, const void *w, int64_t rows, int64_t k, int64_t group_begi
 /// Row `row` of a packed matrix, dequantized (the same values as sl_dequantize_row).
 void sl_packed_row(int type, const void *packed, int64_t k, int64_t row, float *out);
 
+/// The per-block terms sl_matmul_packed needs, for `blocks` activation blocks from
+/// sl_quantize_activations(type): each block's scale as a float (xd) and −bias · Σ of its
+/// values (offsets; bias 128 for Q8_0, 16 for Q5_0: the stored bytes are w + bias). Computed
+/// once per product and shared by every row range. Returns 0, or -1 for another type.
+int sl_packed_activation_terms(int type, const void *xq, int64_t blocks, float *xd, int32_t *offsets);
+
 /// Y[b * ldy + r] = W row r · activation row b for r in [row_begin, row_end) (row_begin a
-/// multiple of 16), with activations from sl_quantize_activations(type). Bits: each
-/// output starts from +0 and, for block i in order, adds (fused multiply-add) the exact
-/// integer sum of the block's 32 products times d_w[i] · d_x[i]: the same on every path and
-/// for every batch composition. Returns 0, or -1 for bad arguments or an allocation failure.
+/// multiple of 16), with activations from sl_quantize_activations(type) and their terms
+/// from sl_packed_activation_terms (batch · k / 32 blocks). Bits: each output starts from
+/// +0 and, for block i in order, adds (fused multiply-add) the exact integer sum of the
+/// block's 32 products times d_w[i] · d_x[i]: the same on every path and for every batch
+/// composition. Returns 0, or -1 for bad arguments.
 int sl_matmul_packed(int type, const void *packed, int64_t k, int64_t rows, int64_t row_begin, int64_t row_end,
-                     const void *xq, int64_t batch, float *y, int64_t ldy);
+                     const void *xq, const float *xd, const int32_t *offsets, int64_t batch, float *y, int64_t ldy);
 
 /// sl_matmul_rows_dense on a packed matrix (the same bits: its rows dequantize to the
 /// file's values), so that dense products do not map the file's copy back in.
